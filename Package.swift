@@ -1,0 +1,64 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Every Swift target builds in Swift 6 language mode with complete strict concurrency checking.
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "fleetwatch",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "fleetwatch", targets: ["fleetwatch"]),
+        .executable(name: "fleet-agent", targets: ["fleet-agent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: - C shims (module maps only; prefixed inline wrappers where Swift cannot import macros)
+        .systemLibrary(
+            name: "CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CMosquitto", pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(
+            name: "CNCurses", pkgConfig: "ncursesw",
+            providers: [.apt(["libncurses-dev"])]),
+
+        // MARK: - Pure core: no I/O, no clock, no C
+        .target(name: "FleetCore", swiftSettings: strict),
+
+        // MARK: - Executables: argument parsing and wiring only
+        .executableTarget(
+            name: "fleetwatch",
+            dependencies: [
+                "FleetCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "fleet-agent",
+            dependencies: [
+                "FleetCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "fleetwatch-bench",
+            dependencies: ["FleetCore"],
+            swiftSettings: strict),
+
+        // MARK: - Tests
+        .testTarget(
+            name: "FleetCoreTests", dependencies: ["FleetCore"],
+            resources: [],
+            swiftSettings: strict),
+        .testTarget(
+            name: "CLITests", dependencies: ["FleetCore"],
+            swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,9 @@
+#ifndef FLEETWATCH_CSQLITE_SHIM_H
+#define FLEETWATCH_CSQLITE_SHIM_H
+#include <sqlite3.h>
+
+/// SQLITE_TRANSIENT is a macro casting -1 to a function pointer; Swift cannot import it.
+static inline sqlite3_destructor_type fw_sqlite_transient(void) { return SQLITE_TRANSIENT; }
+/// SQLITE_STATIC (0): the bound buffer outlives the statement step.
+static inline sqlite3_destructor_type fw_sqlite_static(void) { return SQLITE_STATIC; }
+#endif

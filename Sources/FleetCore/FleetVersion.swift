@@ -1,0 +1,4 @@
+/// The version both binaries report.
+public enum FleetVersion {
+    public static let string = "0.1.0"
+}

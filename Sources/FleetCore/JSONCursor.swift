@@ -125,6 +125,13 @@ struct JSONCursor {
         var hasEscapes = false
         var scalars = 0
         while true {
+            // Eight plain ASCII bytes at a time (no quote, backslash, control or non-ASCII byte).
+            while pos + 8 <= end {
+                let w = UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self)
+                if JSONCursor.needsAttention(w) { break }
+                pos &+= 8
+                scalars &+= 8
+            }
             guard pos < end else { throw fail("unterminated string", at: open) }
             let b = base[pos]
             if b == UInt8(ascii: "\"") { break }
@@ -136,15 +143,28 @@ struct JSONCursor {
                 continue
             }
             if b < 0x80 {
-                pos += 1
+                pos &+= 1
             } else {
                 try skipMultibyte(b)
             }
-            scalars += 1
+            scalars &+= 1
         }
         let token = StringToken(start: start, end: pos, hasEscapes: hasEscapes, scalarCount: scalars, offset: open)
         pos += 1
         return token
+    }
+
+    /// True when any byte of `w` is `"`, `\\`, below 0x20 or above 0x7F (SWAR bit tricks).
+    @inline(__always)
+    static func needsAttention(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let quote = w ^ (ones &* 0x22)
+        let backslash = w ^ (ones &* 0x5C)
+        let hasQuote = (quote &- ones) & ~quote & highs
+        let hasBackslash = (backslash &- ones) & ~backslash & highs
+        let hasControl = (w &- ones &* 0x20) & ~w & highs
+        return (hasQuote | hasBackslash | hasControl | (w & highs)) != 0
     }
 
     /// Validates one escape sequence (cursor on the backslash).

@@ -29,12 +29,17 @@ public enum TelemetryDecoder {
         }
         guard bytes.count > 0 else { return .failure(Rejection(.invalidJSON, detail: "byte 0: empty input")) }
         let buffer = bytes.bindMemory(to: UInt8.self)
-        var state = DecoderState(buffer, receivedAtMs: receivedAtMs)
+        var state = DecoderState(buffer, receivedAtMs: receivedAtMs, tracking: false)
         let message: TelemetryMessage?
         do {
             message = try state.parseDocument()
         } catch {
             return .failure(Rejection(.invalidJSON, detail: "byte \(error.offset): \(error.message)"))
+        }
+        if state.violation != nil || state.future != nil {
+            // The fast pass keeps no path. Parse again, tracking it, to name the place.
+            state = DecoderState(buffer, receivedAtMs: receivedAtMs, tracking: true)
+            _ = try? state.parseDocument()
         }
         if state.unsupportedSchema {
             return .failure(Rejection(.unsupportedSchema, detail: "schema \(state.schemaText) is not one of \(schemaV1), \(schemaV2)"))
@@ -126,24 +131,43 @@ private enum PathComponent {
     case index(Int)
 }
 
-/// Keys of one closed object, matched against the (unescaped) key bytes.
-private struct KeyTable {
+/// Keys of one closed object (or values of a string enum), matched against unescaped bytes.
+/// Names are copied into one flat buffer once, so a lookup compares lengths and bytes only.
+private struct KeyTable: Sendable {
     let names: [StaticString]
-    init(_ names: [StaticString]) { self.names = names }
+    private let lengths: [Int]
+    private let starts: [Int]
+    private let flat: [UInt8]
 
-    func index(of key: UnsafeBufferPointer<UInt8>) -> Int? {
-        for (i, name) in names.enumerated() where name.utf8CodeUnitCount == key.count {
-            if memcmpEqual(name.utf8Start, key.baseAddress, key.count) { return i }
+    init(_ names: [StaticString]) {
+        self.names = names
+        var lengths: [Int] = []
+        var starts: [Int] = []
+        var flat: [UInt8] = []
+        for n in names {
+            starts.append(flat.count)
+            lengths.append(n.utf8CodeUnitCount)
+            flat.append(contentsOf: UnsafeBufferPointer(start: n.utf8Start, count: n.utf8CodeUnitCount))
         }
-        return nil
+        self.lengths = lengths
+        self.starts = starts
+        self.flat = flat
     }
-}
 
-@inline(__always)
-private func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>?, _ n: Int) -> Bool {
-    guard let b else { return n == 0 }
-    for i in 0..<n where a[i] != b[i] { return false }
-    return true
+    @inline(__always)
+    func index(of key: UnsafeBufferPointer<UInt8>) -> Int? {
+        let n = key.count
+        guard let k = key.baseAddress else { return nil }
+        return flat.withUnsafeBufferPointer { f -> Int? in
+            for i in 0..<lengths.count where lengths[i] == n {
+                let s = f.baseAddress! + starts[i]
+                var j = 0
+                while j < n && s[j] == k[j] { j += 1 }
+                if j == n { return i }
+            }
+            return nil
+        }
+    }
 }
 
 private let topKeys = KeyTable(["schema", "device_id", "seq", "sent_at_ms", "device", "model", "records"])
@@ -151,6 +175,11 @@ private let deviceKeys = KeyTable(["sku", "firmware", "agent", "accelerator"])
 private let modelKeys = KeyTable(["name", "version", "sha256"])
 private let sketchKeys = KeyTable(["count", "sum", "min", "max", "keys", "counts"])
 private let statsKeys = KeyTable(["name", "mean", "std", "min", "max"])
+private let schemaValues = KeyTable(["fleet.telemetry/1", "fleet.telemetry/2"])
+// In the order of each enum's `allCases`.
+private let kindValues = KeyTable(["session", "inference", "resources", "error", "deploy"])
+private let statusValues = KeyTable(["started", "exited", "crashed", "abnormal"])
+private let resultValues = KeyTable(["installed", "rolled_back", "failed"])
 
 /// Every member any record kind may have; each kind allows a subset.
 private enum RF: Int, CaseIterable {
@@ -237,10 +266,15 @@ private struct DecoderState {
     var accelerator: String?
     var deviceCloseOffset = 0
 
-    init(_ bytes: UnsafeBufferPointer<UInt8>, receivedAtMs: Int64) {
+    /// Whether the JSON pointer path is kept. Off in the fast first pass (a valid message needs
+    /// no pointers); on in the second pass that runs only to describe a violation.
+    let tracking: Bool
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>, receivedAtMs: Int64, tracking: Bool) {
         cur = JSONCursor(bytes, maxDepth: TelemetryDecoder.maxDepth)
         self.receivedAtMs = receivedAtMs
-        path.reserveCapacity(8)
+        self.tracking = tracking
+        if tracking { path.reserveCapacity(8) }
     }
 
     // MARK: Violations
@@ -261,7 +295,7 @@ private struct DecoderState {
     /// Records a violation at the current path (plus `extra`), keeping the earliest in the document.
     mutating func violate(at offset: Int, extra: @autoclosure () -> String? = nil, _ detail: @autoclosure () -> String) {
         if let v = violation, v.offset <= offset { return }
-        violation = Violation(offset: offset, pointer: pointer(extra()), detail: detail())
+        violation = tracking ? Violation(offset: offset, pointer: pointer(extra()), detail: detail()) : Violation(offset: offset, pointer: "", detail: "")
     }
 
     mutating func violateMissing(_ name: StaticString, at offset: Int) {
@@ -273,9 +307,9 @@ private struct DecoderState {
         violate(at: key.offset, extra: name, "member \(TelemetryDecoder.inert(name).debugDescription) is not allowed here")
     }
 
-    @inline(__always) mutating func push(_ k: StaticString) { path.append(.key(k)) }
-    @inline(__always) mutating func push(_ i: Int) { path.append(.index(i)) }
-    @inline(__always) mutating func pop() { path.removeLast() }
+    @inline(__always) mutating func push(_ k: StaticString) { if tracking { path.append(.key(k)) } }
+    @inline(__always) mutating func push(_ i: Int) { if tracking { path.append(.index(i)) } }
+    @inline(__always) mutating func pop() { if tracking { path.removeLast() } }
 
     // MARK: Typed values (cursor on the value's first byte, whitespace skipped)
 
@@ -345,18 +379,15 @@ private struct DecoderState {
         return cur.string(t)
     }
 
-    /// One of `options` (raw values of a string enum).
-    mutating func enumerated<E: RawRepresentable & CaseIterable>(_: E.Type) throws(JSONSyntaxError) -> E? where E.RawValue == String {
+    /// One of a string enum's values, matched against a key table of its raw values
+    /// (in `allCases` order).
+    mutating func enumerated<E: CaseIterable>(_ table: KeyTable, _: E.Type) throws(JSONSyntaxError) -> E? where E.AllCases == [E] {
         guard let t = try stringToken() else { return nil }
-        let value = cur.withBytes(t) { bytes -> E? in
-            for c in E.allCases where c.rawValue.utf8.elementsEqual(bytes) { return c }
+        guard let i = cur.withBytes(t, { table.index(of: $0) }) else {
+            violate(at: t.offset, "expected one of \(table.names.map(\.description).joined(separator: ", "))")
             return nil
         }
-        guard let value else {
-            violate(at: t.offset, "expected one of \(E.allCases.map(\.rawValue).joined(separator: ", "))")
-            return nil
-        }
-        return value
+        return E.allCases[i]
     }
 
     /// A timestamp (epoch ms); one more than 24 h ahead of the receiver is noted as future.
@@ -365,7 +396,7 @@ private struct DecoderState {
         guard let v = try int(0, .max) else { return nil }
         let limit = receivedAtMs.addingReportingOverflow(TelemetryDecoder.futureToleranceMs)
         if !limit.overflow, v > limit.partialValue, future == nil {
-            future = Violation(offset: offset, pointer: pointer(), detail: "\(v) is more than 24 h after the receiver's clock (\(receivedAtMs))")
+            future = tracking ? Violation(offset: offset, pointer: pointer(), detail: "\(v) is more than 24 h after the receiver's clock (\(receivedAtMs))") : Violation(offset: offset, pointer: "", detail: "")
         }
         return v
     }
@@ -455,9 +486,7 @@ private struct DecoderState {
             case 0:
                 schemaSeen = true
                 if let t = try stringToken() {
-                    let isV1 = cur.withBytes(t) { TelemetryDecoder.schemaV1.utf8.elementsEqual($0) }
-                    let isV2 = !isV1 && cur.withBytes(t) { TelemetryDecoder.schemaV2.utf8.elementsEqual($0) }
-                    if isV1 { version = 1 } else if isV2 { version = 2 } else {
+                    if let i = cur.withBytes(t, { schemaValues.index(of: $0) }) { version = i + 1 } else {
                         unsupportedSchema = true
                         schemaText = TelemetryDecoder.inert(cur.string(t)).debugDescription
                     }
@@ -564,6 +593,7 @@ private struct DecoderState {
         var first = true
         var close = 0
         var records: [TelemetryRecord] = []
+        records.reserveCapacity(8)
         var index = 0
         var ok = true
         while try cur.nextElement(first: &first, closeOffset: &close) {
@@ -600,10 +630,10 @@ private struct DecoderState {
             switch field {
             case .kind:
                 kindOffset = cur.pos
-                if let k = try enumerated(RecordKind.self) { bag.kind = k } else { valid = false; kindOffset = -1 }
+                if let k = try enumerated(kindValues, RecordKind.self) { bag.kind = k } else { valid = false; kindOffset = -1 }
             case .tsMs: if let v = try timestamp() { bag.tsMs = v } else { valid = false }
             case .sessionID: if let v = try text(1, 64) { bag.sessionID = v } else { valid = false }
-            case .status: if let v = try enumerated(SessionStatus.self) { bag.status = v } else { valid = false }
+            case .status: if let v = try enumerated(statusValues, SessionStatus.self) { bag.status = v } else { valid = false }
             case .durationMs: if let v = try int(0, .max) { bag.durationMs = v } else { valid = false }
             case .errors: if let v = try int(0, .max) { bag.errors = v } else { valid = false }
             case .windowMs: if let v = try int(1, .max) { bag.windowMs = v } else { valid = false }
@@ -625,18 +655,18 @@ private struct DecoderState {
             case .fromVersion:
                 if let v = try patterned({ $0.isEmpty || Pattern.label($0) }, "\"\" or " + Pattern.labelText) { bag.fromVersion = v } else { valid = false }
             case .toVersion: if let v = try patterned(Pattern.label, Pattern.labelText) { bag.toVersion = v } else { valid = false }
-            case .result: if let v = try enumerated(DeployResult.self) { bag.result = v } else { valid = false }
+            case .result: if let v = try enumerated(resultValues, DeployResult.self) { bag.result = v } else { valid = false }
             }
             if valid { bag.valid |= field.bit }
             pop()
         }
         cur.leaveContainer()
         _ = kindOffset
-        return judge(bag, close: close)
+        return judge(&bag, close: close)
     }
 
     /// Applies the per-kind rules at a record's closing brace.
-    mutating func judge(_ bag: RecordBag, close: Int) -> TelemetryRecord? {
+    mutating func judge(_ bag: inout RecordBag, close: Int) -> TelemetryRecord? {
         guard let kind = bag.kind else {
             if bag.seen & RF.kind.bit == 0 { violateMissing("kind", at: close) }
             return nil
@@ -722,7 +752,7 @@ private struct DecoderState {
             case 1: if let v = try number(0, 9.2e18) { sum = v } else { ok = false }
             case 2: if let v = try number(0, 9.2e18) { lo = v } else { ok = false }
             case 3: if let v = try number(0, 9.2e18) { hi = v } else { ok = false }
-            case 4: if let v = try intArray(min: 0, max: Int64(DDSketch.maxKey), increasing: true) { keys = v.map { Int($0) } } else { ok = false }
+            case 4: if let v = try intArray(min: 0, max: Int64(DDSketch.maxKey), increasing: true, as: Int.self) { keys = v } else { ok = false }
             default: if let v = try intArray(min: 1, max: .max, increasing: false) { counts = v } else { ok = false }
             }
             if ok { valid |= 1 << UInt32(field) }
@@ -762,23 +792,25 @@ private struct DecoderState {
 
     /// An array of at most `DDSketch.maxBuckets` integers in `min...max`, optionally strictly
     /// increasing (a violation at the first element that is not).
-    mutating func intArray(min: Int64, max: Int64, increasing: Bool) throws(JSONSyntaxError) -> [Int64]? {
+    mutating func intArray<T: FixedWidthInteger>(min: Int64, max: Int64, increasing: Bool, as _: T.Type = Int64.self) throws(JSONSyntaxError) -> [T]? {
         let open = cur.pos
         guard try openArray() else { return nil }
         var first = true
         var close = 0
-        var out: [Int64] = []
+        var out: [T] = []
         var ok = true
         var index = 0
+        var last = Int64.min
         while try cur.nextElement(first: &first, closeOffset: &close) {
             push(index)
             let offset = cur.pos
             if let v = try int(min, max) {
-                if increasing, let last = out.last, v <= last {
+                if increasing, index > 0, v <= last {
                     violate(at: offset, "keys must be strictly increasing (\(v) after \(last))")
                     ok = false
                 }
-                if ok { out.append(v) }
+                if ok { out.append(T(truncatingIfNeeded: v)) }
+                last = v
             } else {
                 ok = false
             }

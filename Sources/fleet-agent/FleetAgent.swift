@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetCore
+import Foundation
 
 @main
 struct FleetAgent: ParsableCommand {
@@ -9,4 +10,18 @@ struct FleetAgent: ParsableCommand {
         discussion: "The runtime and its 'run' and 'infer' commands arrive with the edge runtime work (issue 7).",
         version: "fleet-agent \(FleetVersion.string)"
     )
+
+    /// Exit codes of CONTRACTS section 7: usage errors exit 2 (argument-parser's default is 64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetCore
+import Foundation
 
 @main
 struct Fleetwatch: ParsableCommand {
@@ -11,6 +12,20 @@ struct Fleetwatch: ParsableCommand {
             Docs: docs/ in the source tree (architecture, schema, operations, rules).
             """,
         version: "fleetwatch \(FleetVersion.string)",
-        subcommands: [Schema.self]
+        subcommands: [Schema.self, Demo.self]
     )
+
+    /// Exit codes of CONTRACTS section 7: usage errors exit 2 (argument-parser's default is 64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }

@@ -16,6 +16,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // MARK: - C shims (module maps only; prefixed inline wrappers where Swift cannot import macros)
@@ -32,6 +34,16 @@ let package = Package(
         // MARK: - Pure core: no I/O, no clock, no C
         .target(name: "FleetCore", swiftSettings: strict),
 
+        // MARK: - Edge: what runs on a device (no ncurses)
+        .target(
+            name: "EdgeRuntime",
+            dependencies: [
+                "FleetCore",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict),
+
         // MARK: - Executables: argument parsing and wiring only
         .executableTarget(
             name: "fleetwatch",
@@ -44,18 +56,22 @@ let package = Package(
             name: "fleet-agent",
             dependencies: [
                 "FleetCore",
+                "EdgeRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
         .executableTarget(
             name: "fleetwatch-bench",
-            dependencies: ["FleetCore"],
+            dependencies: ["FleetCore", "EdgeRuntime"],
             swiftSettings: strict),
 
         // MARK: - Tests
         .testTarget(
             name: "FleetCoreTests", dependencies: ["FleetCore"],
             resources: [],
+            swiftSettings: strict),
+        .testTarget(
+            name: "EdgeRuntimeTests", dependencies: ["EdgeRuntime"],
             swiftSettings: strict),
         .testTarget(
             name: "CLITests", dependencies: ["FleetCore"],

@@ -1,0 +1,7 @@
+import Testing
+
+@testable import EdgeRuntime
+
+@Suite struct EdgeRuntimeSmokeTests {
+    @Test func opsetIsPinned() { #expect(EdgeRuntimeInfo.supportedOpset == 17) }
+}

@@ -34,6 +34,9 @@ let package = Package(
         // MARK: - Pure core: no I/O, no clock, no C
         .target(name: "FleetCore", swiftSettings: strict),
 
+        // MARK: - Adapters: one C library or protocol each
+        .target(name: "FleetStore", dependencies: ["FleetCore", "CSQLite"], swiftSettings: strict),
+
         // MARK: - Edge: what runs on a device (no ncurses)
         .target(
             name: "EdgeRuntime",
@@ -49,6 +52,7 @@ let package = Package(
             name: "fleetwatch",
             dependencies: [
                 "FleetCore",
+                "FleetStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -62,13 +66,16 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "fleetwatch-bench",
-            dependencies: ["FleetCore", "EdgeRuntime"],
+            dependencies: ["FleetCore", "FleetStore", "EdgeRuntime", "CSQLite"],
             swiftSettings: strict),
 
         // MARK: - Tests
         .testTarget(
             name: "FleetCoreTests", dependencies: ["FleetCore"],
             resources: [],
+            swiftSettings: strict),
+        .testTarget(
+            name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore"],
             swiftSettings: strict),
         .testTarget(
             name: "EdgeRuntimeTests", dependencies: ["EdgeRuntime"],

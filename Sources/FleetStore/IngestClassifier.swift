@@ -1,0 +1,47 @@
+import FleetCore
+
+/// Where an MQTT message (or captured line) goes, decided from its topic and payload alone.
+/// Shared by live MQTT ingest and `ingest --file`, so both take exactly the same path.
+public enum IngestClassifier {
+    public enum Route: Equatable, Sendable {
+        /// `fleet/<id>/telemetry`; `id` is whatever the topic says (validated against the payload).
+        case telemetry(topicDeviceID: String)
+        /// `fleet/<id>/status`
+        case status(deviceID: String)
+        case other
+    }
+
+    public static func route(_ topic: String) -> Route {
+        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "fleet" else { return .other }
+        switch parts[2] {
+        case "telemetry": return .telemetry(topicDeviceID: String(parts[1]))
+        case "status": return .status(deviceID: String(parts[1]))
+        default: return .other
+        }
+    }
+
+    /// Decodes a telemetry payload into what the store writes: the message, or a quarantine entry.
+    public static func classify(topic: String, topicDeviceID: String, payload: UnsafeRawBufferPointer, receivedMs: Int64) -> IngestItem {
+        switch TelemetryDecoder.decode(payload, receivedAtMs: receivedMs, topicDeviceID: topicDeviceID) {
+        case .success(let m):
+            return .telemetry(m, receivedMs: receivedMs)
+        case .failure(let r):
+            return .rejected(QuarantineEntry(
+                receivedMs: receivedMs, topic: topic, deviceID: topicDeviceID.isEmpty ? nil : topicDeviceID,
+                reason: r.reason, detail: r.detail, payload: Array(payload.prefix(QuarantineEntry.maxPayloadBytes))))
+        }
+    }
+
+    /// A status payload `{"state":"online"|"offline","ts_ms":N}`; nil when malformed.
+    public static func parseStatus(_ payload: [UInt8]) -> (online: Bool, tsMs: Int64)? {
+        // Tiny and fixed: a strict scan is simpler than a general parser.
+        let text = String(decoding: payload, as: UTF8.self).filter { !$0.isWhitespace }
+        let online: Bool
+        if text.contains("\"state\":\"online\"") { online = true } else if text.contains("\"state\":\"offline\"") { online = false } else { return nil }
+        guard let r = text.range(of: "\"ts_ms\":") else { return nil }
+        let digits = text[r.upperBound...].prefix { $0.isNumber }
+        guard let ts = Int64(digits) else { return nil }
+        return (online, ts)
+    }
+}

@@ -1,0 +1,517 @@
+import FleetCore
+
+/// Read-only access to a fleet database for the CLI and the TUI.
+///
+/// Opens its own read-only connection: in WAL mode readers see the last committed batch and
+/// never block the writer (nor it them).
+public final class StoreReader {
+    public let connection: SQLiteConnection
+
+    public init(path: String) throws {
+        guard FileManagerLite.exists(path) else {
+            throw StoreError("no database at \(path): fill one with 'fleetwatch ingest --broker HOST:PORT --db \(path)' or 'fleetwatch ingest --file CAPTURE --db \(path)'")
+        }
+        connection = try SQLiteConnection(path: path, readOnly: true)
+        let version = Int(try connection.scalar("PRAGMA user_version") ?? 0)
+        if version == 0 { throw StoreError("\(path) is not a fleetwatch database (or is empty): run 'fleetwatch ingest ... --db \(path)' first") }
+        if version > StoreSchema.currentVersion {
+            throw StoreError("\(path) has schema version \(version), newer than this fleetwatch knows (\(StoreSchema.currentVersion)): upgrade fleetwatch")
+        }
+        try connection.execute("PRAGMA cache_size=-32768")
+        try connection.registerMergeFunctions()
+    }
+
+    /// Runs `body` in one read transaction, so every query sees the same snapshot.
+    public func snapshot<T>(_ body: () throws -> T) throws -> T {
+        try connection.transaction(body)
+    }
+
+    // MARK: - Counters
+
+    public func ingestCounters() throws -> IngestCounters {
+        var c = IngestCounters()
+        let s = try connection.statement("SELECT name, value FROM counters")
+        while try s.step() {
+            let name = s.text(0)
+            let v = s.int(1)
+            switch name {
+            case "received": c.received = v
+            case "stored": c.stored = v
+            case "duplicates": c.duplicates = v
+            case "replays_requested": c.replaysRequested = v
+            default:
+                if name.hasPrefix("quarantined:") { c.quarantined[String(name.dropFirst("quarantined:".count)), default: 0] += v }
+            }
+        }
+        c.openGaps = try countOpenGaps()
+        return c
+    }
+
+    /// Holes between seq ranges at or above each device's first seq.
+    func countOpenGaps() throws -> Int64 {
+        try connection.scalar("""
+            SELECT count(*) FROM (
+                SELECT r.dev, r.from_seq, lag(r.to_seq) OVER (PARTITION BY r.dev ORDER BY r.from_seq) AS prev_to, d.first_seq
+                FROM seq_ranges r JOIN devices d USING(dev))
+            WHERE prev_to IS NOT NULL AND from_seq - 1 >= first_seq
+            """) ?? 0
+    }
+
+    // MARK: - Devices
+
+    public struct DeviceRow: Sendable, Equatable {
+        public var deviceID: String
+        public var sku, firmware, agent, accelerator, modelName, modelVersion, modelSHA256: String
+        public var state: String
+        public var stateChangedMs: Int64?
+        public var firstSeenMs: Int64
+        public var lastSeenMs: Int64
+        public var lastReceivedMs: Int64
+        public var lastSeq: Int64
+    }
+
+    static let deviceColumns = """
+        device_id, sku, firmware, agent, accelerator, model_name, model_version, model_sha256, state, state_changed_ms,
+        first_seen_ms, last_seen_ms, last_received_ms, attrs_seq
+        """
+
+    func deviceRow(_ s: Statement) -> DeviceRow {
+        DeviceRow(
+            deviceID: s.text(0), sku: s.text(1), firmware: s.text(2), agent: s.text(3), accelerator: s.text(4),
+            modelName: s.text(5), modelVersion: s.text(6), modelSHA256: s.text(7), state: s.text(8),
+            stateChangedMs: s.intOrNil(9), firstSeenMs: s.int(10), lastSeenMs: s.int(11), lastReceivedMs: s.int(12), lastSeq: s.int(13))
+    }
+
+    public func device(_ id: String) throws -> DeviceRow? {
+        let s = try connection.statement("SELECT \(Self.deviceColumns) FROM devices WHERE device_id = ?")
+        s.bind(1, id)
+        defer { s.reset() }
+        return try s.step() ? deviceRow(s) : nil
+    }
+
+    public func allDevices() throws -> [DeviceRow] {
+        let s = try connection.statement("SELECT \(Self.deviceColumns) FROM devices ORDER BY device_id")
+        var out: [DeviceRow] = []
+        while try s.step() { out.append(deviceRow(s)) }
+        return out
+    }
+
+    private func devKey(_ id: String) throws -> (dev: Int64, firstSeq: Int64)? {
+        let s = try connection.statement("SELECT dev, first_seq FROM devices WHERE device_id = ?")
+        s.bind(1, id)
+        defer { s.reset() }
+        return try s.step() ? (s.int(0), s.int(1)) : nil
+    }
+
+    // MARK: - Device history
+
+    public struct TimelineEntry: Sendable, Equatable {
+        public var tsMs: Int64
+        public var kind: String  // session, error, deploy, change, quarantined
+        public var seq: Int64?
+        /// Kind-specific fields, in a stable order.
+        public var fields: [(String, FieldValue)]
+
+        public static func == (a: TimelineEntry, b: TimelineEntry) -> Bool {
+            a.tsMs == b.tsMs && a.kind == b.kind && a.seq == b.seq && a.fields.map(\.0) == b.fields.map(\.0)
+                && a.fields.map(\.1) == b.fields.map(\.1)
+        }
+    }
+
+    public enum FieldValue: Sendable, Equatable {
+        case text(String)
+        case int(Int64)
+        case double(Double)
+        case null
+    }
+
+    public struct Window: Sendable, Equatable {
+        public var tsMs: Int64
+        public var windowMs: Int64
+        public var inferences: Int64
+        public var errors: Int64
+        public var latencyP50Ms: Double?
+        public var latencyP95Ms: Double?
+        public var tempC: Double?
+        public var cpuPct: Double?
+        public var memMB: Double?
+        public var throttleEvents: Int64?
+        public var errorRate: Double? { inferences > 0 ? Double(errors) / Double(inferences) : nil }
+    }
+
+    public struct DeviceHistory: Sendable {
+        public var device: DeviceRow
+        public var timeline: [TimelineEntry]
+        public var windows: [Window]
+        /// "raw" (one per reported window) or "hour" (hourly rollups, for long ranges).
+        public var resolution: String
+        public var gaps: [ClosedRange<Int64>]
+    }
+
+    /// Ranges longer than this read hourly rollups instead of every raw window.
+    public static let rawWindowLimitMs: Int64 = 6 * Time.hourMs
+
+    public func deviceHistory(_ id: String, fromMs: Int64, toMs: Int64) throws -> DeviceHistory? {
+        guard let row = try device(id), let key = try devKey(id) else { return nil }
+        let dev = key.dev
+        var timeline: [TimelineEntry] = []
+        let sessions = try connection.statement("""
+            SELECT ts_ms, seq, session_id, status, duration_ms, errors FROM sessions WHERE dev = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms, seq, idx
+            """)
+        sessions.bind(1, dev); sessions.bind(2, fromMs); sessions.bind(3, toMs)
+        while try sessions.step() {
+            timeline.append(TimelineEntry(tsMs: sessions.int(0), kind: "session", seq: sessions.int(1), fields: [
+                ("session_id", .text(sessions.text(2))), ("status", .text(sessions.text(3))),
+                ("duration_ms", .int(sessions.int(4))), ("errors", .int(sessions.int(5))),
+            ]))
+        }
+        let errors = try connection.statement("SELECT ts_ms, seq, code, message FROM errors WHERE dev = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms, seq, idx")
+        errors.bind(1, dev); errors.bind(2, fromMs); errors.bind(3, toMs)
+        while try errors.step() {
+            timeline.append(TimelineEntry(tsMs: errors.int(0), kind: "error", seq: errors.int(1), fields: [
+                ("code", .text(errors.text(2))), ("message", .text(errors.text(3))),
+            ]))
+        }
+        let deploys = try connection.statement("""
+            SELECT ts_ms, seq, from_version, to_version, result FROM deploys WHERE dev = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms, seq, idx
+            """)
+        deploys.bind(1, dev); deploys.bind(2, fromMs); deploys.bind(3, toMs)
+        while try deploys.step() {
+            timeline.append(TimelineEntry(tsMs: deploys.int(0), kind: "deploy", seq: deploys.int(1), fields: [
+                ("from_version", .text(deploys.text(2))), ("to_version", .text(deploys.text(3))), ("result", .text(deploys.text(4))),
+            ]))
+        }
+        let changes = try connection.statement("""
+            SELECT ts_ms, seq, field, old_value, new_value FROM changes WHERE dev = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms, seq
+            """)
+        changes.bind(1, dev); changes.bind(2, fromMs); changes.bind(3, toMs)
+        while try changes.step() {
+            timeline.append(TimelineEntry(tsMs: changes.int(0), kind: "change", seq: changes.int(1), fields: [
+                ("field", .text(changes.text(2))), ("from", .text(changes.text(3))), ("to", .text(changes.text(4))),
+            ]))
+        }
+        let quarantined = try connection.statement("""
+            SELECT received_ms, topic, reason, detail, payload_bytes FROM quarantine WHERE device_id = ? AND received_ms >= ? AND received_ms < ? ORDER BY received_ms, id
+            """)
+        quarantined.bind(1, id); quarantined.bind(2, fromMs); quarantined.bind(3, toMs)
+        while try quarantined.step() {
+            timeline.append(TimelineEntry(tsMs: quarantined.int(0), kind: "quarantined", seq: nil, fields: [
+                ("topic", .text(quarantined.text(1))), ("reason", .text(quarantined.text(2))),
+                ("detail", .text(quarantined.text(3))), ("bytes", .int(quarantined.int(4))),
+            ]))
+        }
+        // Stable: by time, then kind order as inserted above.
+        timeline = timeline.enumerated().sorted { ($0.element.tsMs, $0.offset) < ($1.element.tsMs, $1.offset) }.map(\.element)
+
+        let raw = toMs - fromMs <= Self.rawWindowLimitMs
+        let windows = raw ? try rawWindows(dev: dev, fromMs: fromMs, toMs: toMs) : try hourWindows(dev: dev, fromMs: fromMs, toMs: toMs)
+
+        var ranges: [ClosedRange<Int64>] = []
+        let r = try connection.statement("SELECT from_seq, to_seq FROM seq_ranges WHERE dev = ? ORDER BY from_seq")
+        r.bind(1, dev)
+        while try r.step() { ranges.append(r.int(0)...r.int(1)) }
+        let gaps = SeqRanges(ranges, trackingFrom: key.firstSeq).gaps
+        return DeviceHistory(device: row, timeline: timeline, windows: windows, resolution: raw ? "raw" : "hour", gaps: gaps)
+    }
+
+    /// `bucket IN (...)` for the day or hour buckets a range touches (seeks on day-major keys).
+    private func bucketList(_ fromMs: Int64, _ toMs: Int64, _ size: Int64) -> String {
+        let first = max(0, fromMs) / size
+        let last = max(0, toMs - 1) / size
+        guard last >= first else { return "(-1)" }
+        if last - first > 5000 {
+            return "(WITH RECURSIVE b(v) AS (SELECT \(first) UNION ALL SELECT v + 1 FROM b WHERE v < \(last)) SELECT v FROM b)"
+        }
+        return "(" + (first...last).map(String.init).joined(separator: ",") + ")"
+    }
+
+    private func rawWindows(dev: Int64, fromMs: Int64, toMs: Int64) throws -> [Window] {
+        let days = bucketList(fromMs, toMs, Time.dayMs)
+        var bySeq: [Int64: (cpu: Double, mem: Double, temp: Double, throttle: Int64)] = [:]
+        let res = try connection.prepare("""
+            SELECT seq, cpu_pct, mem_mb, temp_c, throttle_events FROM resources
+            WHERE day IN \(days) AND dev = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+            """)
+        res.bind(1, dev); res.bind(2, fromMs); res.bind(3, toMs)
+        var resourcesOnly: [(ts: Int64, seq: Int64)] = []
+        while try res.step() { bySeq[res.int(0)] = (res.double(1), res.double(2), res.double(3), res.int(4)) }
+        var out: [Window] = []
+        var usedSeqs = Set<Int64>()
+        let inf = try connection.prepare("""
+            SELECT ts_ms, seq, window_ms, count, errors, latency FROM inference
+            WHERE day IN \(days) AND dev = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY day, ts_ms, seq, idx
+            """)
+        inf.bind(1, dev); inf.bind(2, fromMs); inf.bind(3, toMs)
+        while try inf.step() {
+            let seq = inf.int(1)
+            let sketch = Codecs.decodeSketch(inf.blob(5))
+            let r = bySeq[seq]
+            usedSeqs.insert(seq)
+            out.append(Window(
+                tsMs: inf.int(0), windowMs: inf.int(2), inferences: inf.int(3), errors: inf.int(4),
+                latencyP50Ms: sketch.quantile(0.5).map { $0 / 1000 }, latencyP95Ms: sketch.quantile(0.95).map { $0 / 1000 },
+                tempC: r?.temp, cpuPct: r?.cpu, memMB: r?.mem, throttleEvents: r?.throttle))
+        }
+        // Resources reported without an inference window still show (health of an idle device).
+        let resTS = try connection.prepare("""
+            SELECT ts_ms, seq FROM resources WHERE day IN \(days) AND dev = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+            """)
+        resTS.bind(1, dev); resTS.bind(2, fromMs); resTS.bind(3, toMs)
+        while try resTS.step() {
+            if !usedSeqs.contains(resTS.int(1)) { resourcesOnly.append((resTS.int(0), resTS.int(1))) }
+        }
+        for (ts, seq) in resourcesOnly {
+            let r = bySeq[seq]!
+            out.append(Window(tsMs: ts, windowMs: 0, inferences: 0, errors: 0, latencyP50Ms: nil, latencyP95Ms: nil,
+                              tempC: r.temp, cpuPct: r.cpu, memMB: r.mem, throttleEvents: r.throttle))
+        }
+        out.sort { $0.tsMs < $1.tsMs }
+        return out
+    }
+
+    private func hourWindows(dev: Int64, fromMs: Int64, toMs: Int64) throws -> [Window] {
+        let hours = bucketList(fromMs, toMs, Time.hourMs)
+        let s = try connection.prepare("""
+            SELECT bucket, inferences, errors, latency, temp_sum, temp_max, cpu_sum, mem_max, resource_samples, throttle_events
+            FROM device_hour WHERE bucket IN \(hours) AND dev = ?1 ORDER BY bucket
+            """)
+        s.bind(1, dev)
+        var out: [Window] = []
+        while try s.step() {
+            let sketch = Codecs.decodeSketch(s.blob(3))
+            let n = s.int(8)
+            out.append(Window(
+                tsMs: s.int(0) * Time.hourMs, windowMs: Time.hourMs, inferences: s.int(1), errors: s.int(2),
+                latencyP50Ms: sketch.quantile(0.5).map { $0 / 1000 }, latencyP95Ms: sketch.quantile(0.95).map { $0 / 1000 },
+                tempC: n > 0 ? s.double(4) / Double(n) : nil, cpuPct: n > 0 ? s.double(6) / Double(n) : nil,
+                memMB: s.doubleOrNil(7), throttleEvents: n > 0 ? s.int(9) : nil))
+        }
+        return out
+    }
+
+    // MARK: - Fleet
+
+    public static let cohortLabels = ["model_name", "model_version", "sku", "firmware", "accelerator"]
+
+    public struct CohortResult: Sendable {
+        public var labels: [(String, String)]
+        public var aggregate: CohortAggregate
+        public var values: SignalValues
+    }
+
+    /// Every signal per cohort for `[fromMs, toMs)`, cohorts formed by `by` (a subset of
+    /// `cohortLabels`, or `device_id`). Drift baselines: the cohort's first `baselineMs` of data.
+    public func fleet(fromMs: Int64, toMs: Int64, by: [String], baselineMs: Int64 = 86_400_000) throws -> [CohortResult] {
+        let byDevice = by.contains("device_id")
+        let cohortLabelsUsed = by.filter { $0 != "device_id" }
+        for l in cohortLabelsUsed where !Self.cohortLabels.contains(l) {
+            throw StoreError("unknown label '\(l)': use one of \((Self.cohortLabels + ["device_id"]).joined(separator: ", "))")
+        }
+        // Fine cohorts and their label values.
+        var cohortLabelsByID: [Int64: [String: String]] = [:]
+        let c = try connection.statement("SELECT cohort, model_name, model_version, sku, firmware, accelerator FROM cohorts")
+        while try c.step() {
+            cohortLabelsByID[c.int(0)] = [
+                "model_name": c.text(1), "model_version": c.text(2), "sku": c.text(3), "firmware": c.text(4), "accelerator": c.text(5),
+            ]
+        }
+        func groupKey(_ cohort: Int64, device: String?) -> [String] {
+            let labels = cohortLabelsByID[cohort] ?? [:]
+            return by.map { $0 == "device_id" ? (device ?? "") : (labels[$0] ?? "") }
+        }
+        let windowMs = toMs - fromMs
+        var groups: [[String]: CohortAggregate] = [:]
+
+        // Rollups: whole hours from rollup_hour, the ragged edges from rollup_minute.
+        // (By device there are no per-device rollups of these fields; see docs/storage.md.)
+        let perCohort = try rollupAggregates(fromMs: fromMs, toMs: toMs)
+        // Presence: which devices were seen in which cohort.
+        var devicesByGroup: [[String]: Set<Int64>] = [:]
+        var fleetDevices = Set<Int64>()
+        var deviceIDs: [Int64: String] = [:]
+        if byDevice {
+            let d = try connection.statement("SELECT dev, device_id FROM devices")
+            while try d.step() { deviceIDs[d.int(0)] = d.text(1) }
+        }
+        let p = try connection.statement("SELECT dev, cohort FROM presence WHERE last_ms >= ? AND first_ms < ?")
+        p.bind(1, fromMs); p.bind(2, toMs)
+        while try p.step() {
+            let dev = p.int(0)
+            fleetDevices.insert(dev)
+            devicesByGroup[groupKey(p.int(1), device: deviceIDs[dev]), default: []].insert(dev)
+        }
+        if byDevice {
+            // Per device: aggregate the device's own rows (cohort rollups cannot be split by device).
+            for (key, devs) in devicesByGroup {
+                var agg = CohortAggregate(windowMs: windowMs)
+                for dev in devs { agg.merge(try deviceAggregate(dev: dev, fromMs: fromMs, toMs: toMs, windowMs: windowMs)) }
+                groups[key] = agg
+            }
+        } else {
+            for (cohort, agg) in perCohort {
+                groups[groupKey(cohort, device: nil), default: CohortAggregate(windowMs: windowMs)].merge(agg)
+            }
+            for key in devicesByGroup.keys where groups[key] == nil { groups[key] = CohortAggregate(windowMs: windowMs) }
+        }
+        // Devices with terminal sessions and crashes.
+        var terminal: [[String]: (Set<Int64>, Set<Int64>)] = [:]
+        let s = try connection.statement("""
+            SELECT dev, cohort, max(status = 'crashed') FROM sessions WHERE ts_ms >= ? AND ts_ms < ? AND status != 'started' GROUP BY dev, cohort
+            """)
+        s.bind(1, fromMs); s.bind(2, toMs)
+        while try s.step() {
+            let key = groupKey(s.int(1), device: deviceIDs[s.int(0)])
+            var t = terminal[key] ?? ([], [])
+            t.0.insert(s.int(0))
+            if s.int(2) != 0 { t.1.insert(s.int(0)) }
+            terminal[key] = t
+        }
+        // Baselines: each group's first `baselineMs` of data, complete only once that has passed.
+        let baselines = try baselineAggregates(groupKey: { groupKey($0, device: nil) }, baselineMs: baselineMs, asOfMs: toMs)
+
+        var out: [CohortResult] = []
+        for (key, var agg) in groups {
+            agg.devices = Int64(devicesByGroup[key]?.count ?? 0)
+            agg.fleetDevices = Int64(fleetDevices.count)
+            agg.devicesWithTerminalSession = Int64(terminal[key]?.0.count ?? 0)
+            agg.devicesWithCrash = Int64(terminal[key]?.1.count ?? 0)
+            let baseKey = byDevice ? nil : key
+            if let baseKey, let b = baselines[baseKey] {
+                agg.baselineHist = b.hist
+                agg.baselineClasses = b.classes
+            }
+            out.append(CohortResult(labels: Array(zip(by, key)), aggregate: agg, values: SignalValues(agg)))
+        }
+        out.sort { $0.labels.map(\.1).lexicographicallyPrecedes($1.labels.map(\.1)) }
+        return out
+    }
+
+    private static let rollupColumns = """
+        cohort, sum(inferences), sum(errors), fw_sketch_agg(latency), fw_hist_agg(hist), fw_classes_agg(classes),
+        sum(sessions_started), sum(sessions_exited), sum(sessions_crashed), sum(sessions_abnormal),
+        sum(throttle_events), sum(deploys_installed) + sum(deploys_rolled_back) + sum(deploys_failed), sum(deploys_rolled_back)
+        """
+
+    /// Per fine cohort: the rollups of `[fromMs, toMs)` (minute precision).
+    func rollupAggregates(fromMs: Int64, toMs: Int64) throws -> [Int64: CohortAggregate] {
+        let m0 = Self.ceilDiv(fromMs, Time.minuteMs)
+        let m1 = Self.ceilDiv(toMs, Time.minuteMs)
+        let h0 = Self.ceilDiv(m0, 60)
+        let h1 = m1 / 60
+        let sql: String
+        if h1 > h0 {
+            sql = """
+                SELECT \(Self.rollupColumns) FROM (
+                    SELECT * FROM rollup_hour WHERE bucket >= \(h0) AND bucket < \(h1)
+                    UNION ALL SELECT * FROM rollup_minute WHERE bucket >= \(m0) AND bucket < \(h0 * 60)
+                    UNION ALL SELECT * FROM rollup_minute WHERE bucket >= \(h1 * 60) AND bucket < \(m1))
+                GROUP BY cohort
+                """
+        } else {
+            sql = "SELECT \(Self.rollupColumns) FROM rollup_minute WHERE bucket >= \(m0) AND bucket < \(m1) GROUP BY cohort"
+        }
+        let s = try connection.prepare(sql)
+        var out: [Int64: CohortAggregate] = [:]
+        while try s.step() {
+            var a = CohortAggregate(windowMs: toMs - fromMs)
+            a.inferences = s.int(1)
+            a.errors = s.int(2)
+            a.latency = Codecs.decodeSketch(s.blob(3))
+            a.confidenceHist = Codecs.decodeHistogram(s.blob(4))
+            a.classes = Codecs.decodeClasses(s.blob(5))
+            a.sessionsStarted = s.int(6)
+            a.sessionsExited = s.int(7)
+            a.sessionsCrashed = s.int(8)
+            a.sessionsAbnormal = s.int(9)
+            a.throttleEvents = s.int(10)
+            a.deploys = s.int(11)
+            a.deploysRolledBack = s.int(12)
+            out[s.int(0)] = a
+        }
+        return out
+    }
+
+    /// One device's aggregate over a window, from its raw records.
+    func deviceAggregate(dev: Int64, fromMs: Int64, toMs: Int64, windowMs: Int64) throws -> CohortAggregate {
+        var a = CohortAggregate(windowMs: windowMs)
+        let days = bucketList(fromMs, toMs, Time.dayMs)
+        let inf = try connection.prepare("""
+            SELECT sum(count), sum(errors), fw_sketch_agg(latency), fw_hist_agg(hist), fw_classes_agg(classes) FROM inference
+            WHERE day IN \(days) AND dev = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+            """)
+        inf.bind(1, dev); inf.bind(2, fromMs); inf.bind(3, toMs)
+        if try inf.step(), !inf.isNull(0) {
+            a.inferences = inf.int(0)
+            a.errors = inf.int(1)
+            a.latency = Codecs.decodeSketch(inf.blob(2))
+            a.confidenceHist = Codecs.decodeHistogram(inf.blob(3))
+            a.classes = Codecs.decodeClasses(inf.blob(4))
+        }
+        let res = try connection.prepare("SELECT coalesce(sum(throttle_events), 0) FROM resources WHERE day IN \(days) AND dev = ?1 AND ts_ms >= ?2 AND ts_ms < ?3")
+        res.bind(1, dev); res.bind(2, fromMs); res.bind(3, toMs)
+        if try res.step() { a.throttleEvents = res.int(0) }
+        let ses = try connection.statement("SELECT status, count(*) FROM sessions WHERE dev = ? AND ts_ms >= ? AND ts_ms < ? GROUP BY status")
+        ses.bind(1, dev); ses.bind(2, fromMs); ses.bind(3, toMs)
+        while try ses.step() {
+            switch ses.text(0) {
+            case "started": a.sessionsStarted = ses.int(1)
+            case "exited": a.sessionsExited = ses.int(1)
+            case "crashed": a.sessionsCrashed = ses.int(1)
+            default: a.sessionsAbnormal = ses.int(1)
+            }
+        }
+        let dep = try connection.statement("SELECT count(*), coalesce(sum(result = 'rolled_back'), 0) FROM deploys WHERE dev = ? AND ts_ms >= ? AND ts_ms < ?")
+        dep.bind(1, dev); dep.bind(2, fromMs); dep.bind(3, toMs)
+        if try dep.step() {
+            a.deploys = dep.int(0)
+            a.deploysRolledBack = dep.int(1)
+        }
+        return a
+    }
+
+    /// Baseline histograms per group: the first `baselineMs` after the group's first hour of data;
+    /// only groups whose baseline ended by `asOfMs`.
+    func baselineAggregates(groupKey: (Int64) -> [String], baselineMs: Int64, asOfMs: Int64) throws -> [[String]: (hist: [Int64], classes: [String: Int64])] {
+        var firstHour: [[String]: Int64] = [:]
+        var cohortsOf: [[String]: [Int64]] = [:]
+        let f = try connection.statement("SELECT cohort, min(bucket) FROM rollup_hour WHERE hist IS NOT NULL GROUP BY cohort")
+        while try f.step() {
+            let key = groupKey(f.int(0))
+            firstHour[key] = min(firstHour[key] ?? .max, f.int(1))
+            cohortsOf[key, default: []].append(f.int(0))
+        }
+        var out: [[String]: (hist: [Int64], classes: [String: Int64])] = [:]
+        let hours = max(1, baselineMs / Time.hourMs)
+        for (key, h0) in firstHour {
+            let endMs = (h0 + hours) * Time.hourMs
+            guard endMs <= asOfMs, let ids = cohortsOf[key] else { continue }
+            let s = try connection.prepare("""
+                SELECT fw_hist_agg(hist), fw_classes_agg(classes) FROM rollup_hour
+                WHERE bucket >= \(h0) AND bucket < \(h0 + hours) AND cohort IN (\(ids.map(String.init).joined(separator: ",")))
+                """)
+            if try s.step(), !s.isNull(0) {
+                out[key] = (Codecs.decodeHistogram(s.blob(0)), Codecs.decodeClasses(s.blob(1)))
+            }
+        }
+        return out
+    }
+
+    static func ceilDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? (a + b - 1) / b : a / b }
+
+    /// The newest device time in the database (for `--until latest`).
+    public func latestDataMs() throws -> Int64? {
+        try connection.scalar("SELECT max(last_seen_ms) FROM devices")
+    }
+}
+
+/// File existence without Foundation in the adapter's public surface.
+enum FileManagerLite {
+    static func exists(_ path: String) -> Bool {
+        if path.hasPrefix("file:") { return true }
+        return access(path, F_OK) == 0
+    }
+}
+
+#if canImport(Glibc)
+    import Glibc
+#endif

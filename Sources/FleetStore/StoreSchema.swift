@@ -1,0 +1,126 @@
+/// The database schema and its migrations, versioned with `PRAGMA user_version`.
+///
+/// Migrations only ever add: a newer fleetwatch opens an older database by running the steps
+/// it lacks, inside one transaction. An older fleetwatch refuses a newer database with a clear
+/// error rather than writing to a shape it does not know. See docs/storage.md for what each
+/// table and index serves.
+enum StoreSchema {
+    /// `migrations[i]` upgrades user_version i to i + 1.
+    static let migrations: [String] = [
+        // 0 -> 1: the first layout.
+        """
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+
+        -- Registry: one row per device, attributes of the message with the highest seq.
+        CREATE TABLE devices(
+            dev INTEGER PRIMARY KEY,
+            device_id TEXT NOT NULL UNIQUE,
+            first_seen_ms INTEGER NOT NULL,
+            last_seen_ms INTEGER NOT NULL,
+            last_received_ms INTEGER NOT NULL,
+            attrs_seq INTEGER NOT NULL,
+            first_seq INTEGER NOT NULL,
+            sku TEXT NOT NULL, firmware TEXT NOT NULL, agent TEXT NOT NULL, accelerator TEXT NOT NULL,
+            model_name TEXT NOT NULL, model_version TEXT NOT NULL, model_sha256 TEXT NOT NULL,
+            cohort INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'unknown',
+            state_changed_ms INTEGER);
+
+        -- Cohorts: the label tuples rollups are kept for.
+        CREATE TABLE cohorts(
+            cohort INTEGER PRIMARY KEY,
+            model_name TEXT NOT NULL, model_version TEXT NOT NULL, sku TEXT NOT NULL,
+            firmware TEXT NOT NULL, accelerator TEXT NOT NULL,
+            UNIQUE(model_name, model_version, sku, firmware, accelerator));
+
+        -- Dedupe and gaps: the seq ranges received from each device.
+        CREATE TABLE seq_ranges(dev INTEGER NOT NULL, from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL,
+            PRIMARY KEY(dev, from_seq)) WITHOUT ROWID;
+
+        -- High-volume raw records: day-major keys, so a day's rows sit together (retention deletes
+        -- whole days) and a device's rows within a day are contiguous (drill-down seeks).
+        CREATE TABLE inference(
+            day INTEGER NOT NULL, dev INTEGER NOT NULL, ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,
+            cohort INTEGER NOT NULL, window_ms INTEGER NOT NULL, count INTEGER NOT NULL, errors INTEGER NOT NULL,
+            latency BLOB NOT NULL, hist BLOB NOT NULL, classes BLOB NOT NULL, input_stats BLOB,
+            PRIMARY KEY(day, dev, ts_ms, seq, idx)) WITHOUT ROWID;
+        CREATE TABLE resources(
+            day INTEGER NOT NULL, dev INTEGER NOT NULL, ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,
+            cpu_pct REAL NOT NULL, mem_mb REAL NOT NULL, temp_c REAL NOT NULL, throttle_events INTEGER NOT NULL,
+            PRIMARY KEY(day, dev, ts_ms, seq, idx)) WITHOUT ROWID;
+
+        -- Sparse records: device-major keys (the timeline reads one device), plus a time index for
+        -- fleet-wide windows and retention.
+        CREATE TABLE sessions(
+            dev INTEGER NOT NULL, ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,
+            cohort INTEGER NOT NULL, session_id TEXT NOT NULL, status TEXT NOT NULL,
+            duration_ms INTEGER NOT NULL, errors INTEGER NOT NULL,
+            PRIMARY KEY(dev, ts_ms, seq, idx)) WITHOUT ROWID;
+        CREATE INDEX sessions_ts ON sessions(ts_ms);
+        CREATE TABLE errors(
+            dev INTEGER NOT NULL, ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,
+            code TEXT NOT NULL, message TEXT NOT NULL,
+            PRIMARY KEY(dev, ts_ms, seq, idx)) WITHOUT ROWID;
+        CREATE INDEX errors_ts ON errors(ts_ms);
+        CREATE TABLE deploys(
+            dev INTEGER NOT NULL, ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,
+            cohort INTEGER NOT NULL, from_version TEXT NOT NULL, to_version TEXT NOT NULL, result TEXT NOT NULL,
+            PRIMARY KEY(dev, ts_ms, seq, idx)) WITHOUT ROWID;
+        CREATE INDEX deploys_ts ON deploys(ts_ms);
+        -- Registry changes (sku, firmware, model...) seen in seq order.
+        CREATE TABLE changes(
+            dev INTEGER NOT NULL, ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL, field TEXT NOT NULL,
+            old_value TEXT NOT NULL, new_value TEXT NOT NULL,
+            PRIMARY KEY(dev, ts_ms, seq, field)) WITHOUT ROWID;
+        CREATE INDEX changes_ts ON changes(ts_ms);
+
+        -- Where each device was, in which cohort: one row per unbroken stretch of messages.
+        -- Counts "devices seen in a window" per cohort without a row per message.
+        CREATE TABLE presence(dev INTEGER NOT NULL, cohort INTEGER NOT NULL, first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL,
+            PRIMARY KEY(dev, cohort, first_ms)) WITHOUT ROWID;
+        CREATE INDEX presence_last ON presence(last_ms);
+
+        -- Rollups per cohort, maintained on write (merged in SQL by fw_* functions).
+        CREATE TABLE rollup_minute(
+            bucket INTEGER NOT NULL, cohort INTEGER NOT NULL,
+            inferences INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,
+            latency BLOB, hist BLOB, classes BLOB,
+            sessions_started INTEGER NOT NULL DEFAULT 0, sessions_exited INTEGER NOT NULL DEFAULT 0,
+            sessions_crashed INTEGER NOT NULL DEFAULT 0, sessions_abnormal INTEGER NOT NULL DEFAULT 0,
+            throttle_events INTEGER NOT NULL DEFAULT 0, resource_samples INTEGER NOT NULL DEFAULT 0,
+            deploys_installed INTEGER NOT NULL DEFAULT 0, deploys_rolled_back INTEGER NOT NULL DEFAULT 0,
+            deploys_failed INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY(bucket, cohort)) WITHOUT ROWID;
+        CREATE TABLE rollup_hour(
+            bucket INTEGER NOT NULL, cohort INTEGER NOT NULL,
+            inferences INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,
+            latency BLOB, hist BLOB, classes BLOB,
+            sessions_started INTEGER NOT NULL DEFAULT 0, sessions_exited INTEGER NOT NULL DEFAULT 0,
+            sessions_crashed INTEGER NOT NULL DEFAULT 0, sessions_abnormal INTEGER NOT NULL DEFAULT 0,
+            throttle_events INTEGER NOT NULL DEFAULT 0, resource_samples INTEGER NOT NULL DEFAULT 0,
+            deploys_installed INTEGER NOT NULL DEFAULT 0, deploys_rolled_back INTEGER NOT NULL DEFAULT 0,
+            deploys_failed INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY(bucket, cohort)) WITHOUT ROWID;
+
+        -- Per device and hour, for long-range device queries (7 days = 168 rows).
+        CREATE TABLE device_hour(
+            bucket INTEGER NOT NULL, dev INTEGER NOT NULL,
+            inferences INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0, latency BLOB,
+            temp_sum REAL NOT NULL DEFAULT 0, temp_max REAL, cpu_sum REAL NOT NULL DEFAULT 0, mem_max REAL,
+            resource_samples INTEGER NOT NULL DEFAULT 0, throttle_events INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY(bucket, dev)) WITHOUT ROWID;
+
+        -- Rejected input, kept with its reason (never silently dropped).
+        CREATE TABLE quarantine(
+            id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL, topic TEXT NOT NULL, device_id TEXT,
+            reason TEXT NOT NULL, detail TEXT NOT NULL, payload BLOB NOT NULL, payload_bytes INTEGER NOT NULL);
+        CREATE INDEX quarantine_device ON quarantine(device_id, received_ms);
+        CREATE INDEX quarantine_received ON quarantine(received_ms);
+
+        -- Ingest counters, committed with what they count.
+        CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        """,
+    ]
+
+    static var currentVersion: Int { migrations.count }
+}

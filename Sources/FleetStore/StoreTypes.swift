@@ -1,0 +1,106 @@
+import FleetCore
+
+/// How long each kind of data is kept. Defaults: raw 7 days, minute rollups 30, hour rollups 400.
+public struct Retention: Sendable, Equatable {
+    public var rawDays: Int
+    public var minuteRollupDays: Int
+    public var hourRollupDays: Int
+
+    public init(rawDays: Int = 7, minuteRollupDays: Int = 30, hourRollupDays: Int = 400) {
+        self.rawDays = rawDays
+        self.minuteRollupDays = minuteRollupDays
+        self.hourRollupDays = hourRollupDays
+    }
+}
+
+public struct StoreOptions: Sendable {
+    public var retention = Retention()
+    /// Two messages of a device closer than this are one stretch of presence in its cohort.
+    public var presenceGapMs: Int64 = 10 * 60_000
+    /// Seq ranges kept per device; beyond this the oldest gaps are given up (and counted).
+    public var maxRangesPerDevice = 1000
+    /// WAL pages before an automatic checkpoint (SQLite's default is 1000; see docs/storage.md).
+    public var walAutocheckpointPages = 10_000
+    /// Page cache per connection, in KiB.
+    public var cacheKiB = 65_536
+
+    public init() {}
+}
+
+/// One unit of ingest: a decoded message, or input refused with its reason.
+public enum IngestItem: Sendable {
+    case telemetry(TelemetryMessage, receivedMs: Int64)
+    case rejected(QuarantineEntry)
+}
+
+/// Refused input, kept whole with its reason.
+public struct QuarantineEntry: Sendable, Equatable {
+    public var receivedMs: Int64
+    public var topic: String
+    /// The device id named by the topic, when the topic is well formed.
+    public var deviceID: String?
+    public var reason: RejectionReason
+    public var detail: String
+    public var payload: [UInt8]
+
+    public static let maxPayloadBytes = 262_144
+
+    public init(receivedMs: Int64, topic: String, deviceID: String?, reason: RejectionReason, detail: String, payload: [UInt8]) {
+        self.receivedMs = receivedMs
+        self.topic = topic
+        self.deviceID = deviceID
+        self.reason = reason
+        self.detail = detail
+        self.payload = payload
+    }
+}
+
+/// A missing seq range of one device.
+public struct SeqGap: Sendable, Equatable, Hashable {
+    public var deviceID: String
+    public var fromSeq: Int64
+    public var toSeq: Int64
+
+    public init(deviceID: String, fromSeq: Int64, toSeq: Int64) {
+        self.deviceID = deviceID
+        self.fromSeq = fromSeq
+        self.toSeq = toSeq
+    }
+}
+
+/// What one batch did.
+public struct BatchOutcome: Sendable, Equatable {
+    public var received = 0
+    public var stored = 0
+    public var duplicates = 0
+    public var quarantined: [String: Int] = [:]
+    public var records = 0
+    /// Gaps that opened in this batch (a seq jumped), for replay requests.
+    public var newGaps: [SeqGap] = []
+
+    public init() {}
+}
+
+/// Ingest counters as `query ingest` reports them (CONTRACTS section 8).
+public struct IngestCounters: Sendable, Equatable {
+    public var received: Int64 = 0
+    public var stored: Int64 = 0
+    public var duplicates: Int64 = 0
+    public var quarantined: [String: Int64] = [:]
+    public var replaysRequested: Int64 = 0
+    public var openGaps: Int64 = 0
+
+    public init() {}
+}
+
+/// The error a missing or unusable database gives: one clear line with the fix.
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+enum Time {
+    static let minuteMs: Int64 = 60_000
+    static let hourMs: Int64 = 3_600_000
+    static let dayMs: Int64 = 86_400_000
+}

@@ -1,0 +1,614 @@
+import FleetCore
+
+/// The single writer of a fleet database: batches of messages in one transaction each.
+///
+/// Everything one batch changes — raw records, registry, seq ranges, presence, rollups,
+/// quarantine and counters — commits together, so a crash loses whole batches only and the
+/// counters stay exact. Dedupe is by `(device_id, seq)` against the seq ranges already stored;
+/// rollups are updated from the same deduplicated records, so re-sent and late data count once
+/// and land in the minute and hour they belong to (device time).
+///
+/// Not thread-safe: one owner (the ingest pipeline's writer thread) calls it.
+public final class StoreWriter {
+    public let connection: SQLiteConnection
+    public let options: StoreOptions
+
+    // Caches of database state, dropped whenever a transaction fails.
+    private var devices: [String: DeviceState] = [:]
+    private var cohorts: [CohortKey: Int64] = [:]
+
+    public init(path: String, options: StoreOptions = StoreOptions()) throws {
+        self.options = options
+        connection = try SQLiteConnection(path: path)
+        try connection.execute("PRAGMA journal_mode=WAL")
+        try connection.execute("""
+            PRAGMA synchronous=NORMAL;
+            PRAGMA wal_autocheckpoint=\(options.walAutocheckpointPages);
+            PRAGMA cache_size=-\(options.cacheKiB);
+            PRAGMA temp_store=MEMORY;
+            PRAGMA secure_delete=OFF;
+            """)
+        try connection.registerMergeFunctions()
+        try Self.migrate(connection)
+    }
+
+    /// Brings the schema to the current version; refuses a database from a newer fleetwatch.
+    static func migrate(_ c: SQLiteConnection) throws {
+        let version = Int(try c.scalar("PRAGMA user_version") ?? 0)
+        if version > StoreSchema.currentVersion {
+            throw StoreError("\(c.path) has schema version \(version), newer than this fleetwatch knows (\(StoreSchema.currentVersion)): upgrade fleetwatch")
+        }
+        guard version < StoreSchema.currentVersion else { return }
+        try c.transaction {
+            for v in version..<StoreSchema.currentVersion {
+                try c.execute(StoreSchema.migrations[v])
+            }
+            try c.execute("PRAGMA user_version=\(StoreSchema.currentVersion)")
+        }
+    }
+
+    // MARK: - Batches
+
+    /// Writes a batch in one transaction.
+    public func write(_ items: [IngestItem]) throws -> BatchOutcome {
+        var batch = BatchState()
+        do {
+            try connection.transaction {
+                for item in items {
+                    batch.outcome.received += 1
+                    switch item {
+                    case .telemetry(let m, let receivedMs): try apply(m, receivedMs: receivedMs, &batch)
+                    case .rejected(let q): try quarantine(q, &batch)
+                    }
+                }
+                try flush(&batch)
+            }
+        } catch {
+            devices.removeAll()
+            cohorts.removeAll()
+            throw error
+        }
+        return batch.outcome
+    }
+
+    /// Adds to a counter outside a batch (e.g. replay requests sent).
+    public func addCounter(_ name: String, _ delta: Int64) throws {
+        try connection.transaction { try bumpCounter(name, delta) }
+    }
+
+    /// Records a device's presence state from its status topic (retained message or will).
+    public func setState(deviceID: String, online: Bool, tsMs: Int64) throws {
+        let s = try connection.statement("""
+            UPDATE devices SET state = ?2, state_changed_ms = ?3
+            WHERE device_id = ?1 AND (state != ?2 OR state_changed_ms IS NULL OR state_changed_ms < ?3)
+            """)
+        s.bind(1, deviceID)
+        s.bind(2, online ? "online" : "offline")
+        s.bind(3, tsMs)
+        try s.run()
+    }
+
+    // MARK: - Retention
+
+    /// Deletes at most `maxRows` expired rows in one short transaction and returns how many it
+    /// deleted; call it repeatedly (between batches) until it returns 0. Raw records older than
+    /// `rawDays`, minute rollups older than `minuteRollupDays`, hour rollups older than
+    /// `hourRollupDays`, all judged against `nowMs` on device time.
+    @discardableResult
+    public func prune(nowMs: Int64, maxRows: Int = 5_000) throws -> Int {
+        let r = options.retention
+        let rawCutoff = nowMs - Int64(r.rawDays) * Time.dayMs
+        let steps: [(String, Int64)] = [
+            ("DELETE FROM inference WHERE day < ?1 LIMIT ?2", rawCutoff / Time.dayMs),
+            ("DELETE FROM resources WHERE day < ?1 LIMIT ?2", rawCutoff / Time.dayMs),
+            ("DELETE FROM sessions WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
+            ("DELETE FROM errors WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
+            ("DELETE FROM deploys WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
+            ("DELETE FROM changes WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
+            ("DELETE FROM quarantine WHERE received_ms < ?1 LIMIT ?2", rawCutoff),
+            ("DELETE FROM presence WHERE last_ms < ?1 LIMIT ?2", nowMs - Int64(r.minuteRollupDays) * Time.dayMs),
+            ("DELETE FROM rollup_minute WHERE bucket < ?1 LIMIT ?2", (nowMs - Int64(r.minuteRollupDays) * Time.dayMs) / Time.minuteMs),
+            ("DELETE FROM device_hour WHERE bucket < ?1 LIMIT ?2", (nowMs - Int64(r.minuteRollupDays) * Time.dayMs) / Time.hourMs),
+            ("DELETE FROM rollup_hour WHERE bucket < ?1 LIMIT ?2", (nowMs - Int64(r.hourRollupDays) * Time.dayMs) / Time.hourMs),
+        ]
+        var deleted = 0
+        try connection.transaction {
+            for (sql, cutoff) in steps where deleted < maxRows {
+                let s = try connection.statement(sql)
+                s.bind(1, cutoff)
+                s.bind(2, maxRows - deleted)
+                try s.run()
+                deleted += connection.changes
+            }
+        }
+        return deleted
+    }
+
+    // MARK: Applying one message
+
+    private func apply(_ m: TelemetryMessage, receivedMs: Int64, _ batch: inout BatchState) throws {
+        let device = try deviceState(for: m, receivedMs: receivedMs)
+        switch device.ranges.insert(m.seq) {
+        case .duplicate:
+            batch.outcome.duplicates += 1
+            return
+        case .inserted(let gap):
+            if let gap { batch.outcome.newGaps.append(SeqGap(deviceID: m.deviceID, fromSeq: gap.lowerBound, toSeq: gap.upperBound)) }
+        }
+        if device.ranges.ranges.count > options.maxRangesPerDevice {
+            batch.givenUpGaps += device.ranges.giveUpOldest(keeping: options.maxRangesPerDevice)
+        }
+        batch.dirtyDevices[device.dev] = device
+        batch.outcome.stored += 1
+        let cohort = try cohortID(CohortKey(m))
+
+        // Registry: the attributes of the highest seq win; a change is recorded as it happens.
+        device.firstSeenMs = min(device.firstSeenMs, m.sentAtMs)
+        device.lastSeenMs = max(device.lastSeenMs, m.sentAtMs)
+        device.lastReceivedMs = max(device.lastReceivedMs, receivedMs)
+        if m.seq > device.attrsSeq {
+            let new = DeviceAttributes(m)
+            for (field, old, now) in device.attrs.differences(to: new) {
+                let s = try connection.statement("INSERT OR IGNORE INTO changes(dev, ts_ms, seq, field, old_value, new_value) VALUES(?,?,?,?,?,?)")
+                s.bind(1, device.dev); s.bind(2, m.sentAtMs); s.bind(3, m.seq); s.bind(4, field); s.bind(5, old); s.bind(6, now)
+                try s.run()
+            }
+            device.attrs = new
+            device.attrsSeq = m.seq
+            device.cohort = cohort
+        }
+        device.presence.note(cohort: cohort, at: m.sentAtMs, gapMs: options.presenceGapMs)
+
+        for (idx, record) in m.records.enumerated() {
+            try insert(record, idx: idx, m: m, dev: device.dev, cohort: cohort, &batch)
+        }
+        batch.outcome.records += m.records.count
+    }
+
+    private func insert(_ record: TelemetryRecord, idx: Int, m: TelemetryMessage, dev: Int64, cohort: Int64, _ batch: inout BatchState) throws {
+        let ts = record.tsMs
+        let minute = ts / Time.minuteMs
+        let hour = ts / Time.hourMs
+        switch record {
+        case .inference(let r):
+            let s = try connection.statement("""
+                INSERT OR IGNORE INTO inference(day, dev, ts_ms, seq, idx, cohort, window_ms, count, errors, latency, hist, classes, input_stats)
+                VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)
+                """)
+            s.bind(1, ts / Time.dayMs); s.bind(2, dev); s.bind(3, ts); s.bind(4, m.seq); s.bind(5, idx); s.bind(6, cohort)
+            s.bind(7, r.windowMs); s.bind(8, r.count); s.bind(9, r.errors)
+            s.bind(10, blob: r.latencyUs.encodedBinary())
+            s.bind(11, blob: Codecs.encodeHistogram(r.confidenceHist))
+            s.bind(12, blob: Codecs.encodeClasses(r.classCounts))
+            if !r.inputStats.isEmpty { s.bind(13, blob: Self.encodeInputStats(r.inputStats)) }
+            try s.run()
+            for key in [RollupKey(table: .minute, bucket: minute, cohort: cohort), RollupKey(table: .hour, bucket: hour, cohort: cohort)] {
+                batch.rollups[key, default: RollupDelta()].add(r)
+            }
+            batch.deviceHours[DeviceHourKey(bucket: hour, dev: dev), default: DeviceHourDelta()].add(r)
+        case .resources(let r):
+            let s = try connection.statement("""
+                INSERT OR IGNORE INTO resources(day, dev, ts_ms, seq, idx, cpu_pct, mem_mb, temp_c, throttle_events) VALUES(?,?,?,?,?,?,?,?,?)
+                """)
+            s.bind(1, ts / Time.dayMs); s.bind(2, dev); s.bind(3, ts); s.bind(4, m.seq); s.bind(5, idx)
+            s.bind(6, r.cpuPct); s.bind(7, r.memMB); s.bind(8, r.tempC); s.bind(9, r.throttleEvents)
+            try s.run()
+            for key in [RollupKey(table: .minute, bucket: minute, cohort: cohort), RollupKey(table: .hour, bucket: hour, cohort: cohort)] {
+                batch.rollups[key, default: RollupDelta()].add(r)
+            }
+            batch.deviceHours[DeviceHourKey(bucket: hour, dev: dev), default: DeviceHourDelta()].add(r)
+        case .session(let r):
+            let s = try connection.statement("""
+                INSERT OR IGNORE INTO sessions(dev, ts_ms, seq, idx, cohort, session_id, status, duration_ms, errors) VALUES(?,?,?,?,?,?,?,?,?)
+                """)
+            s.bind(1, dev); s.bind(2, ts); s.bind(3, m.seq); s.bind(4, idx); s.bind(5, cohort)
+            s.bind(6, r.sessionID); s.bind(7, r.status.rawValue); s.bind(8, r.durationMs); s.bind(9, r.errors)
+            try s.run()
+            for key in [RollupKey(table: .minute, bucket: minute, cohort: cohort), RollupKey(table: .hour, bucket: hour, cohort: cohort)] {
+                batch.rollups[key, default: RollupDelta()].add(r)
+            }
+        case .error(let r):
+            let s = try connection.statement("INSERT OR IGNORE INTO errors(dev, ts_ms, seq, idx, code, message) VALUES(?,?,?,?,?,?)")
+            s.bind(1, dev); s.bind(2, ts); s.bind(3, m.seq); s.bind(4, idx); s.bind(5, r.code); s.bind(6, r.message)
+            try s.run()
+        case .deploy(let r):
+            // A deploy counts in the cohort of the version being deployed (CONTRACTS section 4).
+            var key = CohortKey(m)
+            key.modelVersion = r.toVersion
+            let target = try cohortID(key)
+            let s = try connection.statement("""
+                INSERT OR IGNORE INTO deploys(dev, ts_ms, seq, idx, cohort, from_version, to_version, result) VALUES(?,?,?,?,?,?,?,?)
+                """)
+            s.bind(1, dev); s.bind(2, ts); s.bind(3, m.seq); s.bind(4, idx); s.bind(5, target)
+            s.bind(6, r.fromVersion); s.bind(7, r.toVersion); s.bind(8, r.result.rawValue)
+            try s.run()
+            for key in [RollupKey(table: .minute, bucket: minute, cohort: target), RollupKey(table: .hour, bucket: hour, cohort: target)] {
+                batch.rollups[key, default: RollupDelta()].add(r)
+            }
+        }
+    }
+
+    private func quarantine(_ q: QuarantineEntry, _ batch: inout BatchState) throws {
+        let s = try connection.statement("""
+            INSERT INTO quarantine(received_ms, topic, device_id, reason, detail, payload, payload_bytes) VALUES(?,?,?,?,?,?,?)
+            """)
+        s.bind(1, q.receivedMs)
+        s.bind(2, q.topic)
+        s.bind(3, q.deviceID)
+        s.bind(4, q.reason.description)
+        s.bind(5, q.detail)
+        q.payload.withUnsafeBytes { raw in
+            s.bind(6, blob: UnsafeRawBufferPointer(rebasing: raw.prefix(QuarantineEntry.maxPayloadBytes)))
+        }
+        s.bind(7, q.payload.count)
+        try s.run()
+        batch.outcome.quarantined[q.reason.family, default: 0] += 1
+    }
+
+    // MARK: Flushing a batch's aggregates
+
+    private func flush(_ batch: inout BatchState) throws {
+        for device in batch.dirtyDevices.values {
+            let u = try connection.statement("""
+                UPDATE devices SET first_seen_ms = ?2, last_seen_ms = ?3, last_received_ms = ?4, attrs_seq = ?5,
+                    sku = ?6, firmware = ?7, agent = ?8, accelerator = ?9, model_name = ?10, model_version = ?11,
+                    model_sha256 = ?12, cohort = ?13, state = CASE WHEN state = 'unknown' THEN 'online' ELSE state END
+                WHERE dev = ?1
+                """)
+            u.bind(1, device.dev); u.bind(2, device.firstSeenMs); u.bind(3, device.lastSeenMs); u.bind(4, device.lastReceivedMs)
+            u.bind(5, device.attrsSeq)
+            let a = device.attrs
+            u.bind(6, a.sku); u.bind(7, a.firmware); u.bind(8, a.agent); u.bind(9, a.accelerator)
+            u.bind(10, a.modelName); u.bind(11, a.modelVersion); u.bind(12, a.modelSHA256); u.bind(13, device.cohort)
+            try u.run()
+            if device.ranges.dirty {
+                let d = try connection.statement("DELETE FROM seq_ranges WHERE dev = ?")
+                d.bind(1, device.dev)
+                try d.run()
+                let i = try connection.statement("INSERT INTO seq_ranges(dev, from_seq, to_seq) VALUES(?,?,?)")
+                for r in device.ranges.ranges {
+                    i.reset()
+                    i.bind(1, device.dev); i.bind(2, r.lowerBound); i.bind(3, r.upperBound)
+                    try i.run()
+                }
+                device.ranges.dirty = false
+            }
+            for change in device.presence.takeChanges() {
+                if let old = change.replacesFirstMs {
+                    let d = try connection.statement("DELETE FROM presence WHERE dev = ? AND cohort = ? AND first_ms = ?")
+                    d.bind(1, device.dev); d.bind(2, change.cohort); d.bind(3, old)
+                    try d.run()
+                }
+                let p = try connection.statement("""
+                    INSERT INTO presence(dev, cohort, first_ms, last_ms) VALUES(?,?,?,?)
+                    ON CONFLICT(dev, cohort, first_ms) DO UPDATE SET last_ms = max(last_ms, excluded.last_ms)
+                    """)
+                p.bind(1, device.dev); p.bind(2, change.cohort); p.bind(3, change.firstMs); p.bind(4, change.lastMs)
+                try p.run()
+            }
+        }
+        for (key, delta) in batch.rollups {
+            let s = try connection.statement(key.table == .minute ? Self.rollupUpsert("rollup_minute") : Self.rollupUpsert("rollup_hour"))
+            s.bind(1, key.bucket); s.bind(2, key.cohort)
+            s.bind(3, delta.inferences); s.bind(4, delta.errors)
+            if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
+            if delta.hasHistogram { s.bind(6, blob: Codecs.encodeHistogram(delta.hist)) }
+            if !delta.classes.isEmpty { s.bind(7, blob: Codecs.encodeClasses(delta.classes)) }
+            s.bind(8, delta.sessions[0]); s.bind(9, delta.sessions[1]); s.bind(10, delta.sessions[2]); s.bind(11, delta.sessions[3])
+            s.bind(12, delta.throttleEvents); s.bind(13, delta.resourceSamples)
+            s.bind(14, delta.deploys[0]); s.bind(15, delta.deploys[1]); s.bind(16, delta.deploys[2])
+            try s.run()
+        }
+        for (key, delta) in batch.deviceHours {
+            let s = try connection.statement("""
+                INSERT INTO device_hour(bucket, dev, inferences, errors, latency, temp_sum, temp_max, cpu_sum, mem_max, resource_samples, throttle_events)
+                VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                ON CONFLICT(bucket, dev) DO UPDATE SET
+                    inferences = inferences + excluded.inferences, errors = errors + excluded.errors,
+                    latency = fw_sketch_merge(latency, excluded.latency),
+                    temp_sum = temp_sum + excluded.temp_sum,
+                    temp_max = coalesce(max(temp_max, excluded.temp_max), temp_max, excluded.temp_max),
+                    cpu_sum = cpu_sum + excluded.cpu_sum,
+                    mem_max = coalesce(max(mem_max, excluded.mem_max), mem_max, excluded.mem_max),
+                    resource_samples = resource_samples + excluded.resource_samples,
+                    throttle_events = throttle_events + excluded.throttle_events
+                """)
+            s.bind(1, key.bucket); s.bind(2, key.dev); s.bind(3, delta.inferences); s.bind(4, delta.errors)
+            if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
+            s.bind(6, delta.tempSum); s.bind(7, delta.tempMax); s.bind(8, delta.cpuSum); s.bind(9, delta.memMax)
+            s.bind(10, delta.resourceSamples); s.bind(11, delta.throttleEvents)
+            try s.run()
+        }
+        let o = batch.outcome
+        try bumpCounter("received", Int64(o.received))
+        try bumpCounter("stored", Int64(o.stored))
+        try bumpCounter("duplicates", Int64(o.duplicates))
+        for (family, n) in o.quarantined { try bumpCounter("quarantined:" + family, Int64(n)) }
+        if batch.givenUpGaps > 0 { try bumpCounter("gaps_given_up", batch.givenUpGaps) }
+    }
+
+    private func bumpCounter(_ name: String, _ delta: Int64) throws {
+        guard delta != 0 else { return }
+        let s = try connection.statement("INSERT INTO counters(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value")
+        s.bind(1, name)
+        s.bind(2, delta)
+        try s.run()
+    }
+
+    static func rollupUpsert(_ table: String) -> String {
+        """
+        INSERT INTO \(table)(bucket, cohort, inferences, errors, latency, hist, classes,
+            sessions_started, sessions_exited, sessions_crashed, sessions_abnormal, throttle_events, resource_samples,
+            deploys_installed, deploys_rolled_back, deploys_failed)
+        VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+        ON CONFLICT(bucket, cohort) DO UPDATE SET
+            inferences = inferences + excluded.inferences, errors = errors + excluded.errors,
+            latency = CASE WHEN excluded.latency IS NULL THEN latency ELSE fw_sketch_merge(latency, excluded.latency) END,
+            hist = CASE WHEN excluded.hist IS NULL THEN hist ELSE fw_hist_merge(hist, excluded.hist) END,
+            classes = CASE WHEN excluded.classes IS NULL THEN classes ELSE fw_classes_merge(classes, excluded.classes) END,
+            sessions_started = sessions_started + excluded.sessions_started,
+            sessions_exited = sessions_exited + excluded.sessions_exited,
+            sessions_crashed = sessions_crashed + excluded.sessions_crashed,
+            sessions_abnormal = sessions_abnormal + excluded.sessions_abnormal,
+            throttle_events = throttle_events + excluded.throttle_events,
+            resource_samples = resource_samples + excluded.resource_samples,
+            deploys_installed = deploys_installed + excluded.deploys_installed,
+            deploys_rolled_back = deploys_rolled_back + excluded.deploys_rolled_back,
+            deploys_failed = deploys_failed + excluded.deploys_failed
+        """
+    }
+
+    static func encodeInputStats(_ stats: [FeatureStats]) -> [UInt8] {
+        var w = JSONWriter()
+        w.raw("[")
+        for (i, f) in stats.enumerated() {
+            if i > 0 { w.raw(",") }
+            w.raw("{\"name\":"); w.string(f.name)
+            w.raw(",\"mean\":"); w.double(f.mean)
+            w.raw(",\"std\":"); w.double(f.std)
+            w.raw(",\"min\":"); w.double(f.min)
+            w.raw(",\"max\":"); w.double(f.max)
+            w.raw("}")
+        }
+        w.raw("]")
+        return w.out
+    }
+
+    // MARK: Caches
+
+    private func deviceState(for m: TelemetryMessage, receivedMs: Int64) throws -> DeviceState {
+        if let d = devices[m.deviceID] { return d }
+        let q = try connection.statement("""
+            SELECT dev, first_seen_ms, last_seen_ms, last_received_ms, attrs_seq, sku, firmware, agent, accelerator,
+                model_name, model_version, model_sha256, cohort, first_seq FROM devices WHERE device_id = ?
+            """)
+        q.bind(1, m.deviceID)
+        let state: DeviceState
+        if try q.step() {
+            state = DeviceState(
+                dev: q.int(0), firstSeenMs: q.int(1), lastSeenMs: q.int(2), lastReceivedMs: q.int(3), attrsSeq: q.int(4),
+                attrs: DeviceAttributes(
+                    sku: q.text(5), firmware: q.text(6), agent: q.text(7), accelerator: q.text(8),
+                    modelName: q.text(9), modelVersion: q.text(10), modelSHA256: q.text(11)),
+                cohort: q.int(12))
+            let firstSeq = q.int(13)
+            q.reset()
+            let r = try connection.statement("SELECT from_seq, to_seq FROM seq_ranges WHERE dev = ? ORDER BY from_seq")
+            r.bind(1, state.dev)
+            var ranges: [ClosedRange<Int64>] = []
+            while try r.step() { ranges.append(r.int(0)...r.int(1)) }
+            state.ranges = SeqRanges(ranges, trackingFrom: firstSeq)
+            let p = try connection.statement("SELECT cohort, first_ms, last_ms FROM presence WHERE dev = ? ORDER BY last_ms")
+            p.bind(1, state.dev)
+            while try p.step() { state.presence.load(cohort: p.int(0), firstMs: p.int(1), lastMs: p.int(2)) }
+        } else {
+            q.reset()
+            let cohort = try cohortID(CohortKey(m))
+            let attrs = DeviceAttributes(m)
+            let i = try connection.statement("""
+                INSERT INTO devices(device_id, first_seen_ms, last_seen_ms, last_received_ms, attrs_seq, sku, firmware, agent,
+                    accelerator, model_name, model_version, model_sha256, cohort, first_seq) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                """)
+            i.bind(1, m.deviceID); i.bind(2, m.sentAtMs); i.bind(3, m.sentAtMs); i.bind(4, receivedMs); i.bind(5, Int64(0))
+            i.bind(6, attrs.sku); i.bind(7, attrs.firmware); i.bind(8, attrs.agent); i.bind(9, attrs.accelerator)
+            i.bind(10, attrs.modelName); i.bind(11, attrs.modelVersion); i.bind(12, attrs.modelSHA256); i.bind(13, cohort); i.bind(14, m.seq)
+            try i.run()
+            state = DeviceState(
+                dev: connection.lastInsertRowID, firstSeenMs: m.sentAtMs, lastSeenMs: m.sentAtMs, lastReceivedMs: receivedMs,
+                attrsSeq: 0, attrs: attrs, cohort: cohort)
+            state.isNew = true
+        }
+        devices[m.deviceID] = state
+        return state
+    }
+
+    private func cohortID(_ key: CohortKey) throws -> Int64 {
+        if let id = cohorts[key] { return id }
+        let i = try connection.statement("""
+            INSERT INTO cohorts(model_name, model_version, sku, firmware, accelerator) VALUES(?,?,?,?,?)
+            ON CONFLICT DO NOTHING
+            """)
+        i.bind(1, key.modelName); i.bind(2, key.modelVersion); i.bind(3, key.sku); i.bind(4, key.firmware); i.bind(5, key.accelerator)
+        try i.run()
+        let q = try connection.statement("""
+            SELECT cohort FROM cohorts WHERE model_name = ? AND model_version = ? AND sku = ? AND firmware = ? AND accelerator = ?
+            """)
+        q.bind(1, key.modelName); q.bind(2, key.modelVersion); q.bind(3, key.sku); q.bind(4, key.firmware); q.bind(5, key.accelerator)
+        guard try q.step() else { throw StoreError("cohort row vanished") }
+        let id = q.int(0)
+        q.reset()
+        cohorts[key] = id
+        return id
+    }
+}
+
+// MARK: - Writer state
+
+struct CohortKey: Hashable {
+    var modelName: String
+    var modelVersion: String
+    var sku: String
+    var firmware: String
+    var accelerator: String
+
+    init(_ m: TelemetryMessage) {
+        modelName = m.model.name
+        modelVersion = m.model.version
+        sku = m.device.sku
+        firmware = m.device.firmware
+        accelerator = m.device.accelerator
+    }
+}
+
+struct DeviceAttributes: Equatable {
+    var sku, firmware, agent, accelerator, modelName, modelVersion, modelSHA256: String
+
+    init(sku: String, firmware: String, agent: String, accelerator: String, modelName: String, modelVersion: String, modelSHA256: String) {
+        self.sku = sku
+        self.firmware = firmware
+        self.agent = agent
+        self.accelerator = accelerator
+        self.modelName = modelName
+        self.modelVersion = modelVersion
+        self.modelSHA256 = modelSHA256
+    }
+
+    init(_ m: TelemetryMessage) {
+        self.init(
+            sku: m.device.sku, firmware: m.device.firmware, agent: m.device.agent, accelerator: m.device.accelerator,
+            modelName: m.model.name, modelVersion: m.model.version, modelSHA256: m.model.sha256)
+    }
+
+    /// Fields that differ, as (field, old, new).
+    func differences(to other: DeviceAttributes) -> [(String, String, String)] {
+        guard self != other else { return [] }
+        var out: [(String, String, String)] = []
+        if sku != other.sku { out.append(("sku", sku, other.sku)) }
+        if firmware != other.firmware { out.append(("firmware", firmware, other.firmware)) }
+        if agent != other.agent { out.append(("agent", agent, other.agent)) }
+        if accelerator != other.accelerator { out.append(("accelerator", accelerator, other.accelerator)) }
+        if modelName != other.modelName { out.append(("model_name", modelName, other.modelName)) }
+        if modelVersion != other.modelVersion { out.append(("model_version", modelVersion, other.modelVersion)) }
+        if modelSHA256 != other.modelSHA256 { out.append(("model_sha256", modelSHA256, other.modelSHA256)) }
+        return out
+    }
+}
+
+/// What the writer knows of one device (a class: the batch and the cache share it).
+final class DeviceState {
+    let dev: Int64
+    var firstSeenMs: Int64
+    var lastSeenMs: Int64
+    var lastReceivedMs: Int64
+    var attrsSeq: Int64
+    var attrs: DeviceAttributes
+    var cohort: Int64
+    var ranges = SeqRanges([])
+    var presence = PresenceTracker()
+    var isNew = false
+
+    init(dev: Int64, firstSeenMs: Int64, lastSeenMs: Int64, lastReceivedMs: Int64, attrsSeq: Int64, attrs: DeviceAttributes, cohort: Int64) {
+        self.dev = dev
+        self.firstSeenMs = firstSeenMs
+        self.lastSeenMs = lastSeenMs
+        self.lastReceivedMs = lastReceivedMs
+        self.attrsSeq = attrsSeq
+        self.attrs = attrs
+        self.cohort = cohort
+    }
+}
+
+struct BatchState {
+    var outcome = BatchOutcome()
+    var dirtyDevices: [Int64: DeviceState] = [:]
+    var rollups: [RollupKey: RollupDelta] = [:]
+    var deviceHours: [DeviceHourKey: DeviceHourDelta] = [:]
+    var givenUpGaps: Int64 = 0
+}
+
+enum RollupTable { case minute, hour }
+
+struct RollupKey: Hashable {
+    var table: RollupTable
+    var bucket: Int64
+    var cohort: Int64
+}
+
+struct DeviceHourKey: Hashable {
+    var bucket: Int64
+    var dev: Int64
+}
+
+/// What a batch adds to one rollup row.
+struct RollupDelta {
+    var inferences: Int64 = 0
+    var errors: Int64 = 0
+    var sketch = DDSketch()
+    var hist = [Int64](repeating: 0, count: InferenceRecord.histogramBins)
+    var hasHistogram = false
+    var classes: [String: Int64] = [:]
+    /// started, exited, crashed, abnormal
+    var sessions: [Int64] = [0, 0, 0, 0]
+    var throttleEvents: Int64 = 0
+    var resourceSamples: Int64 = 0
+    /// installed, rolled_back, failed
+    var deploys: [Int64] = [0, 0, 0]
+
+    mutating func add(_ r: InferenceRecord) {
+        inferences &+= r.count
+        errors &+= r.errors
+        sketch.merge(r.latencyUs)
+        Codecs.addHistograms(&hist, r.confidenceHist)
+        hasHistogram = true
+        for c in r.classCounts { classes[c.name, default: 0] &+= c.count }
+    }
+
+    mutating func add(_ r: ResourcesRecord) {
+        throttleEvents &+= r.throttleEvents
+        resourceSamples += 1
+    }
+
+    mutating func add(_ r: SessionRecord) {
+        switch r.status {
+        case .started: sessions[0] += 1
+        case .exited: sessions[1] += 1
+        case .crashed: sessions[2] += 1
+        case .abnormal: sessions[3] += 1
+        }
+    }
+
+    mutating func add(_ r: DeployRecord) {
+        switch r.result {
+        case .installed: deploys[0] += 1
+        case .rolledBack: deploys[1] += 1
+        case .failed: deploys[2] += 1
+        }
+    }
+}
+
+struct DeviceHourDelta {
+    var inferences: Int64 = 0
+    var errors: Int64 = 0
+    var sketch = DDSketch()
+    var tempSum = 0.0
+    var tempMax: Double?
+    var cpuSum = 0.0
+    var memMax: Double?
+    var resourceSamples: Int64 = 0
+    var throttleEvents: Int64 = 0
+
+    mutating func add(_ r: InferenceRecord) {
+        inferences &+= r.count
+        errors &+= r.errors
+        sketch.merge(r.latencyUs)
+    }
+
+    mutating func add(_ r: ResourcesRecord) {
+        tempSum += r.tempC
+        tempMax = max(tempMax ?? r.tempC, r.tempC)
+        cpuSum += r.cpuPct
+        memMax = max(memMax ?? r.memMB, r.memMB)
+        resourceSamples += 1
+        throttleEvents &+= r.throttleEvents
+    }
+}

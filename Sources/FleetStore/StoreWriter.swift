@@ -33,17 +33,17 @@ public final class StoreWriter {
     }
 
     /// Brings the schema to the current version; refuses a database from a newer fleetwatch.
-    static func migrate(_ c: SQLiteConnection) throws {
+    static func migrate(_ c: SQLiteConnection, migrations: [String] = StoreSchema.migrations) throws {
         let version = Int(try c.scalar("PRAGMA user_version") ?? 0)
-        if version > StoreSchema.currentVersion {
-            throw StoreError("\(c.path) has schema version \(version), newer than this fleetwatch knows (\(StoreSchema.currentVersion)): upgrade fleetwatch")
+        if version > migrations.count {
+            throw StoreError("\(c.path) has schema version \(version), newer than this fleetwatch knows (\(migrations.count)): upgrade fleetwatch")
         }
-        guard version < StoreSchema.currentVersion else { return }
+        guard version < migrations.count else { return }
         try c.transaction {
-            for v in version..<StoreSchema.currentVersion {
-                try c.execute(StoreSchema.migrations[v])
+            for v in version..<migrations.count {
+                try c.execute(migrations[v])
             }
-            try c.execute("PRAGMA user_version=\(StoreSchema.currentVersion)")
+            try c.execute("PRAGMA user_version=\(migrations.count)")
         }
     }
 
@@ -77,15 +77,31 @@ public final class StoreWriter {
     }
 
     /// Records a device's presence state from its status topic (retained message or will).
+    /// A status older than the one recorded is ignored (retained messages are re-delivered on
+    /// every reconnect). A status for a device not yet registered is applied when its first
+    /// telemetry arrives.
     public func setState(deviceID: String, online: Bool, tsMs: Int64) throws {
         let s = try connection.statement("""
             UPDATE devices SET state = ?2, state_changed_ms = ?3
-            WHERE device_id = ?1 AND (state != ?2 OR state_changed_ms IS NULL OR state_changed_ms < ?3)
+            WHERE device_id = ?1 AND (state_changed_ms IS NULL OR state_changed_ms <= ?3)
             """)
         s.bind(1, deviceID)
         s.bind(2, online ? "online" : "offline")
         s.bind(3, tsMs)
         try s.run()
+        if connection.changes == 0, try !deviceExists(deviceID) {
+            if let p = pendingStates[deviceID], p.tsMs > tsMs { return }
+            pendingStates[deviceID] = (online, tsMs)
+        }
+    }
+
+    private var pendingStates: [String: (online: Bool, tsMs: Int64)] = [:]
+
+    private func deviceExists(_ id: String) throws -> Bool {
+        let q = try connection.statement("SELECT 1 FROM devices WHERE device_id = ?")
+        q.bind(1, id)
+        defer { q.reset() }
+        return try q.step()
     }
 
     // MARK: - Retention
@@ -417,6 +433,11 @@ public final class StoreWriter {
                 dev: connection.lastInsertRowID, firstSeenMs: m.sentAtMs, lastSeenMs: m.sentAtMs, lastReceivedMs: receivedMs,
                 attrsSeq: 0, attrs: attrs, cohort: cohort)
             state.isNew = true
+            if let p = pendingStates.removeValue(forKey: m.deviceID) {
+                let u = try connection.statement("UPDATE devices SET state = ?, state_changed_ms = ? WHERE dev = ?")
+                u.bind(1, p.online ? "online" : "offline"); u.bind(2, p.tsMs); u.bind(3, state.dev)
+                try u.run()
+            }
         }
         devices[m.deviceID] = state
         return state

@@ -143,13 +143,13 @@ public final class StoreReader {
         public var device: DeviceRow
         public var timeline: [TimelineEntry]
         public var windows: [Window]
-        /// "raw" (one per reported window) or "hour" (hourly rollups, for long ranges).
+        /// "minute" (ranges up to 6 h) or "hour" (longer ranges).
         public var resolution: String
         public var gaps: [ClosedRange<Int64>]
     }
 
-    /// Ranges longer than this read hourly rollups instead of every raw window.
-    public static let rawWindowLimitMs: Int64 = 6 * Time.hourMs
+    /// Ranges up to this read per-minute windows; longer ones per-hour windows.
+    public static let minuteWindowLimitMs: Int64 = 6 * Time.hourMs
 
     public func deviceHistory(_ id: String, fromMs: Int64, toMs: Int64) throws -> DeviceHistory? {
         guard let row = try device(id), let key = try devKey(id) else { return nil }
@@ -203,18 +203,19 @@ public final class StoreReader {
         // Stable: by time, then kind order as inserted above.
         timeline = timeline.enumerated().sorted { ($0.element.tsMs, $0.offset) < ($1.element.tsMs, $1.offset) }.map(\.element)
 
-        let raw = toMs - fromMs <= Self.rawWindowLimitMs
-        let windows = raw ? try rawWindows(dev: dev, fromMs: fromMs, toMs: toMs) : try hourWindows(dev: dev, fromMs: fromMs, toMs: toMs)
+        let minutes = toMs - fromMs <= Self.minuteWindowLimitMs
+        let windows = try bucketWindows(dev: dev, fromMs: fromMs, toMs: toMs, minutes: minutes)
 
         var ranges: [ClosedRange<Int64>] = []
         let r = try connection.statement("SELECT from_seq, to_seq FROM seq_ranges WHERE dev = ? ORDER BY from_seq")
         r.bind(1, dev)
         while try r.step() { ranges.append(r.int(0)...r.int(1)) }
         let gaps = SeqRanges(ranges, trackingFrom: key.firstSeq).gaps
-        return DeviceHistory(device: row, timeline: timeline, windows: windows, resolution: raw ? "raw" : "hour", gaps: gaps)
+        return DeviceHistory(device: row, timeline: timeline, windows: windows, resolution: minutes ? "minute" : "hour", gaps: gaps)
     }
 
-    /// `bucket IN (...)` for the day or hour buckets a range touches (seeks on day-major keys).
+    /// `bucket IN (...)` for the minute or hour buckets a range touches: one seek per bucket on
+    /// the time-major (bucket, dev) keys.
     private func bucketList(_ fromMs: Int64, _ toMs: Int64, _ size: Int64) -> String {
         let first = max(0, fromMs) / size
         let last = max(0, toMs - 1) / size
@@ -225,55 +226,12 @@ public final class StoreReader {
         return "(" + (first...last).map(String.init).joined(separator: ",") + ")"
     }
 
-    private func rawWindows(dev: Int64, fromMs: Int64, toMs: Int64) throws -> [Window] {
-        let days = bucketList(fromMs, toMs, Time.dayMs)
-        var bySeq: [Int64: (cpu: Double, mem: Double, temp: Double, throttle: Int64)] = [:]
-        let res = try connection.prepare("""
-            SELECT seq, cpu_pct, mem_mb, temp_c, throttle_events FROM resources
-            WHERE day IN \(days) AND dev = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
-            """)
-        res.bind(1, dev); res.bind(2, fromMs); res.bind(3, toMs)
-        var resourcesOnly: [(ts: Int64, seq: Int64)] = []
-        while try res.step() { bySeq[res.int(0)] = (res.double(1), res.double(2), res.double(3), res.int(4)) }
-        var out: [Window] = []
-        var usedSeqs = Set<Int64>()
-        let inf = try connection.prepare("""
-            SELECT ts_ms, seq, window_ms, count, errors, latency FROM inference
-            WHERE day IN \(days) AND dev = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY day, ts_ms, seq, idx
-            """)
-        inf.bind(1, dev); inf.bind(2, fromMs); inf.bind(3, toMs)
-        while try inf.step() {
-            let seq = inf.int(1)
-            let sketch = Codecs.decodeSketch(inf.blob(5))
-            let r = bySeq[seq]
-            usedSeqs.insert(seq)
-            out.append(Window(
-                tsMs: inf.int(0), windowMs: inf.int(2), inferences: inf.int(3), errors: inf.int(4),
-                latencyP50Ms: sketch.quantile(0.5).map { $0 / 1000 }, latencyP95Ms: sketch.quantile(0.95).map { $0 / 1000 },
-                tempC: r?.temp, cpuPct: r?.cpu, memMB: r?.mem, throttleEvents: r?.throttle))
-        }
-        // Resources reported without an inference window still show (health of an idle device).
-        let resTS = try connection.prepare("""
-            SELECT ts_ms, seq FROM resources WHERE day IN \(days) AND dev = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
-            """)
-        resTS.bind(1, dev); resTS.bind(2, fromMs); resTS.bind(3, toMs)
-        while try resTS.step() {
-            if !usedSeqs.contains(resTS.int(1)) { resourcesOnly.append((resTS.int(0), resTS.int(1))) }
-        }
-        for (ts, seq) in resourcesOnly {
-            let r = bySeq[seq]!
-            out.append(Window(tsMs: ts, windowMs: 0, inferences: 0, errors: 0, latencyP50Ms: nil, latencyP95Ms: nil,
-                              tempC: r.temp, cpuPct: r.cpu, memMB: r.mem, throttleEvents: r.throttle))
-        }
-        out.sort { $0.tsMs < $1.tsMs }
-        return out
-    }
-
-    private func hourWindows(dev: Int64, fromMs: Int64, toMs: Int64) throws -> [Window] {
-        let hours = bucketList(fromMs, toMs, Time.hourMs)
+    /// Per-minute or per-hour windows of one device.
+    private func bucketWindows(dev: Int64, fromMs: Int64, toMs: Int64, minutes: Bool) throws -> [Window] {
+        let size = minutes ? Time.minuteMs : Time.hourMs
         let s = try connection.prepare("""
             SELECT bucket, inferences, errors, latency, temp_sum, temp_max, cpu_sum, mem_max, resource_samples, throttle_events
-            FROM device_hour WHERE bucket IN \(hours) AND dev = ?1 ORDER BY bucket
+            FROM \(minutes ? "device_minute" : "device_hour") WHERE bucket IN \(bucketList(fromMs, toMs, size)) AND dev = ?1 ORDER BY bucket
             """)
         s.bind(1, dev)
         var out: [Window] = []
@@ -281,7 +239,7 @@ public final class StoreReader {
             let sketch = Codecs.decodeSketch(s.blob(3))
             let n = s.int(8)
             out.append(Window(
-                tsMs: s.int(0) * Time.hourMs, windowMs: Time.hourMs, inferences: s.int(1), errors: s.int(2),
+                tsMs: s.int(0) * size, windowMs: size, inferences: s.int(1), errors: s.int(2),
                 latencyP50Ms: sketch.quantile(0.5).map { $0 / 1000 }, latencyP95Ms: sketch.quantile(0.95).map { $0 / 1000 },
                 tempC: n > 0 ? s.double(4) / Double(n) : nil, cpuPct: n > 0 ? s.double(6) / Double(n) : nil,
                 memMB: s.doubleOrNil(7), throttleEvents: n > 0 ? s.int(9) : nil))
@@ -324,7 +282,7 @@ public final class StoreReader {
 
         // Rollups: whole hours from rollup_hour, the ragged edges from rollup_minute.
         // (By device there are no per-device rollups of these fields; see docs/storage.md.)
-        let perCohort = try rollupAggregates(fromMs: fromMs, toMs: toMs)
+        let perCohort = byDevice ? [:] : try rollupAggregates(fromMs: fromMs, toMs: toMs)
         // Presence: which devices were seen in which cohort.
         var devicesByGroup: [[String]: Set<Int64>] = [:]
         var fleetDevices = Set<Int64>()
@@ -341,10 +299,12 @@ public final class StoreReader {
             devicesByGroup[groupKey(p.int(1), device: deviceIDs[dev]), default: []].insert(dev)
         }
         if byDevice {
-            // Per device: aggregate the device's own rows (cohort rollups cannot be split by device).
+            // Per device: one grouped pass over the window's raw records (cohort rollups cannot be
+            // split by device). Heavy for long windows over big fleets; meant for incidents.
+            let perDevice = try deviceAggregates(fromMs: fromMs, toMs: toMs)
             for (key, devs) in devicesByGroup {
                 var agg = CohortAggregate(windowMs: windowMs)
-                for dev in devs { agg.merge(try deviceAggregate(dev: dev, fromMs: fromMs, toMs: toMs, windowMs: windowMs)) }
+                for dev in devs { if let a = perDevice[dev] { agg.merge(a) } }
                 groups[key] = agg
             }
         } else {
@@ -431,42 +391,53 @@ public final class StoreReader {
         return out
     }
 
-    /// One device's aggregate over a window, from its raw records.
-    func deviceAggregate(dev: Int64, fromMs: Int64, toMs: Int64, windowMs: Int64) throws -> CohortAggregate {
-        var a = CohortAggregate(windowMs: windowMs)
-        let days = bucketList(fromMs, toMs, Time.dayMs)
-        let inf = try connection.prepare("""
-            SELECT sum(count), sum(errors), fw_sketch_agg(latency), fw_hist_agg(hist), fw_classes_agg(classes) FROM inference
-            WHERE day IN \(days) AND dev = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
-            """)
-        inf.bind(1, dev); inf.bind(2, fromMs); inf.bind(3, toMs)
-        if try inf.step(), !inf.isNull(0) {
-            a.inferences = inf.int(0)
-            a.errors = inf.int(1)
-            a.latency = Codecs.decodeSketch(inf.blob(2))
-            a.confidenceHist = Codecs.decodeHistogram(inf.blob(3))
-            a.classes = Codecs.decodeClasses(inf.blob(4))
+    /// Every device's aggregate over a window, from the raw records, in one pass per table.
+    func deviceAggregates(fromMs: Int64, toMs: Int64) throws -> [Int64: CohortAggregate] {
+        var out: [Int64: CohortAggregate] = [:]
+        let windowMs = toMs - fromMs
+        func with(_ dev: Int64, _ body: (inout CohortAggregate) -> Void) {
+            var a = out[dev] ?? CohortAggregate(windowMs: windowMs)
+            body(&a)
+            out[dev] = a
         }
-        let res = try connection.prepare("SELECT coalesce(sum(throttle_events), 0) FROM resources WHERE day IN \(days) AND dev = ?1 AND ts_ms >= ?2 AND ts_ms < ?3")
-        res.bind(1, dev); res.bind(2, fromMs); res.bind(3, toMs)
-        if try res.step() { a.throttleEvents = res.int(0) }
-        let ses = try connection.statement("SELECT status, count(*) FROM sessions WHERE dev = ? AND ts_ms >= ? AND ts_ms < ? GROUP BY status")
-        ses.bind(1, dev); ses.bind(2, fromMs); ses.bind(3, toMs)
-        while try ses.step() {
-            switch ses.text(0) {
-            case "started": a.sessionsStarted = ses.int(1)
-            case "exited": a.sessionsExited = ses.int(1)
-            case "crashed": a.sessionsCrashed = ses.int(1)
-            default: a.sessionsAbnormal = ses.int(1)
+        let inf = try connection.statement("""
+            SELECT dev, sum(count), sum(errors), fw_sketch_agg(latency), fw_hist_agg(hist), fw_classes_agg(classes) FROM inference
+            WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY dev
+            """)
+        inf.bind(1, fromMs); inf.bind(2, toMs)
+        while try inf.step() {
+            with(inf.int(0)) { a in
+                a.inferences = inf.int(1)
+                a.errors = inf.int(2)
+                a.latency = Codecs.decodeSketch(inf.blob(3))
+                a.confidenceHist = Codecs.decodeHistogram(inf.blob(4))
+                a.classes = Codecs.decodeClasses(inf.blob(5))
             }
         }
-        let dep = try connection.statement("SELECT count(*), coalesce(sum(result = 'rolled_back'), 0) FROM deploys WHERE dev = ? AND ts_ms >= ? AND ts_ms < ?")
-        dep.bind(1, dev); dep.bind(2, fromMs); dep.bind(3, toMs)
-        if try dep.step() {
-            a.deploys = dep.int(0)
-            a.deploysRolledBack = dep.int(1)
+        let res = try connection.statement("SELECT dev, sum(throttle_events) FROM resources WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY dev")
+        res.bind(1, fromMs); res.bind(2, toMs)
+        while try res.step() { with(res.int(0)) { $0.throttleEvents = res.int(1) } }
+        let ses = try connection.statement("SELECT dev, status, count(*) FROM sessions WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY dev, status")
+        ses.bind(1, fromMs); ses.bind(2, toMs)
+        while try ses.step() {
+            with(ses.int(0)) { a in
+                switch ses.text(1) {
+                case "started": a.sessionsStarted = ses.int(2)
+                case "exited": a.sessionsExited = ses.int(2)
+                case "crashed": a.sessionsCrashed = ses.int(2)
+                default: a.sessionsAbnormal = ses.int(2)
+                }
+            }
         }
-        return a
+        let dep = try connection.statement("SELECT dev, count(*), sum(result = 'rolled_back') FROM deploys WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY dev")
+        dep.bind(1, fromMs); dep.bind(2, toMs)
+        while try dep.step() {
+            with(dep.int(0)) { a in
+                a.deploys = dep.int(1)
+                a.deploysRolledBack = dep.int(2)
+            }
+        }
+        return out
     }
 
     /// Baseline histograms per group: the first `baselineMs` after the group's first hour of data;

@@ -37,17 +37,18 @@ enum StoreSchema {
         CREATE TABLE seq_ranges(dev INTEGER NOT NULL, from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL,
             PRIMARY KEY(dev, from_seq)) WITHOUT ROWID;
 
-        -- High-volume raw records: day-major keys, so a day's rows sit together (retention deletes
-        -- whole days) and a device's rows within a day are contiguous (drill-down seeks).
+        -- High-volume raw records: time-major keys, so a batch appends to the end of the tree
+        -- (5x the insert rate of device-major keys, docs/storage.md). Per-device reads go to
+        -- device_minute / device_hour; these tables serve retention, forensics and rebuilds.
         CREATE TABLE inference(
-            day INTEGER NOT NULL, dev INTEGER NOT NULL, ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,
+            ts_ms INTEGER NOT NULL, dev INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,
             cohort INTEGER NOT NULL, window_ms INTEGER NOT NULL, count INTEGER NOT NULL, errors INTEGER NOT NULL,
             latency BLOB NOT NULL, hist BLOB NOT NULL, classes BLOB NOT NULL, input_stats BLOB,
-            PRIMARY KEY(day, dev, ts_ms, seq, idx)) WITHOUT ROWID;
+            PRIMARY KEY(ts_ms, dev, seq, idx)) WITHOUT ROWID;
         CREATE TABLE resources(
-            day INTEGER NOT NULL, dev INTEGER NOT NULL, ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,
+            ts_ms INTEGER NOT NULL, dev INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,
             cpu_pct REAL NOT NULL, mem_mb REAL NOT NULL, temp_c REAL NOT NULL, throttle_events INTEGER NOT NULL,
-            PRIMARY KEY(day, dev, ts_ms, seq, idx)) WITHOUT ROWID;
+            PRIMARY KEY(ts_ms, dev, seq, idx)) WITHOUT ROWID;
 
         -- Sparse records: device-major keys (the timeline reads one device), plus a time index for
         -- fleet-wide windows and retention.
@@ -102,7 +103,14 @@ enum StoreSchema {
             deploys_failed INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY(bucket, cohort)) WITHOUT ROWID;
 
-        -- Per device and hour, for long-range device queries (7 days = 168 rows).
+        -- Per device and minute (ranges up to 6 h) and per device and hour (longer ranges):
+        -- time-major keys, so a batch dirties only the current bucket's pages.
+        CREATE TABLE device_minute(
+            bucket INTEGER NOT NULL, dev INTEGER NOT NULL,
+            inferences INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0, latency BLOB,
+            temp_sum REAL NOT NULL DEFAULT 0, temp_max REAL, cpu_sum REAL NOT NULL DEFAULT 0, mem_max REAL,
+            resource_samples INTEGER NOT NULL DEFAULT 0, throttle_events INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY(bucket, dev)) WITHOUT ROWID;
         CREATE TABLE device_hour(
             bucket INTEGER NOT NULL, dev INTEGER NOT NULL,
             inferences INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0, latency BLOB,

@@ -115,8 +115,9 @@ public final class StoreWriter {
         let r = options.retention
         let rawCutoff = nowMs - Int64(r.rawDays) * Time.dayMs
         let steps: [(String, Int64)] = [
-            ("DELETE FROM inference WHERE day < ?1 LIMIT ?2", rawCutoff / Time.dayMs),
-            ("DELETE FROM resources WHERE day < ?1 LIMIT ?2", rawCutoff / Time.dayMs),
+            ("DELETE FROM inference WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
+            ("DELETE FROM resources WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
+            ("DELETE FROM device_minute WHERE bucket < ?1 LIMIT ?2", rawCutoff / Time.minuteMs),
             ("DELETE FROM sessions WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
             ("DELETE FROM errors WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
             ("DELETE FROM deploys WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
@@ -188,31 +189,33 @@ public final class StoreWriter {
         switch record {
         case .inference(let r):
             let s = try connection.statement("""
-                INSERT OR IGNORE INTO inference(day, dev, ts_ms, seq, idx, cohort, window_ms, count, errors, latency, hist, classes, input_stats)
-                VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)
+                INSERT OR IGNORE INTO inference(ts_ms, dev, seq, idx, cohort, window_ms, count, errors, latency, hist, classes, input_stats)
+                VALUES(?,?,?,?,?,?,?,?,?,?,?,?)
                 """)
-            s.bind(1, ts / Time.dayMs); s.bind(2, dev); s.bind(3, ts); s.bind(4, m.seq); s.bind(5, idx); s.bind(6, cohort)
-            s.bind(7, r.windowMs); s.bind(8, r.count); s.bind(9, r.errors)
-            s.bind(10, blob: r.latencyUs.encodedBinary())
-            s.bind(11, blob: Codecs.encodeHistogram(r.confidenceHist))
-            s.bind(12, blob: Codecs.encodeClasses(r.classCounts))
-            if !r.inputStats.isEmpty { s.bind(13, blob: Self.encodeInputStats(r.inputStats)) }
+            s.bind(1, ts); s.bind(2, dev); s.bind(3, m.seq); s.bind(4, idx); s.bind(5, cohort)
+            s.bind(6, r.windowMs); s.bind(7, r.count); s.bind(8, r.errors)
+            s.bind(9, blob: r.latencyUs.encodedBinary())
+            s.bind(10, blob: Codecs.encodeHistogram(r.confidenceHist))
+            s.bind(11, blob: Codecs.encodeClasses(r.classCounts))
+            if !r.inputStats.isEmpty { s.bind(12, blob: Self.encodeInputStats(r.inputStats)) }
             try s.run()
             for key in [RollupKey(table: .minute, bucket: minute, cohort: cohort), RollupKey(table: .hour, bucket: hour, cohort: cohort)] {
                 batch.rollups[key, default: RollupDelta()].add(r)
             }
             batch.deviceHours[DeviceHourKey(bucket: hour, dev: dev), default: DeviceHourDelta()].add(r)
+            batch.deviceMinutes[DeviceHourKey(bucket: minute, dev: dev), default: DeviceHourDelta()].add(r)
         case .resources(let r):
             let s = try connection.statement("""
-                INSERT OR IGNORE INTO resources(day, dev, ts_ms, seq, idx, cpu_pct, mem_mb, temp_c, throttle_events) VALUES(?,?,?,?,?,?,?,?,?)
+                INSERT OR IGNORE INTO resources(ts_ms, dev, seq, idx, cpu_pct, mem_mb, temp_c, throttle_events) VALUES(?,?,?,?,?,?,?,?)
                 """)
-            s.bind(1, ts / Time.dayMs); s.bind(2, dev); s.bind(3, ts); s.bind(4, m.seq); s.bind(5, idx)
-            s.bind(6, r.cpuPct); s.bind(7, r.memMB); s.bind(8, r.tempC); s.bind(9, r.throttleEvents)
+            s.bind(1, ts); s.bind(2, dev); s.bind(3, m.seq); s.bind(4, idx)
+            s.bind(5, r.cpuPct); s.bind(6, r.memMB); s.bind(7, r.tempC); s.bind(8, r.throttleEvents)
             try s.run()
             for key in [RollupKey(table: .minute, bucket: minute, cohort: cohort), RollupKey(table: .hour, bucket: hour, cohort: cohort)] {
                 batch.rollups[key, default: RollupDelta()].add(r)
             }
             batch.deviceHours[DeviceHourKey(bucket: hour, dev: dev), default: DeviceHourDelta()].add(r)
+            batch.deviceMinutes[DeviceHourKey(bucket: minute, dev: dev), default: DeviceHourDelta()].add(r)
         case .session(let r):
             let s = try connection.statement("""
                 INSERT OR IGNORE INTO sessions(dev, ts_ms, seq, idx, cohort, session_id, status, duration_ms, errors) VALUES(?,?,?,?,?,?,?,?,?)
@@ -315,25 +318,15 @@ public final class StoreWriter {
             s.bind(14, delta.deploys[0]); s.bind(15, delta.deploys[1]); s.bind(16, delta.deploys[2])
             try s.run()
         }
-        for (key, delta) in batch.deviceHours {
-            let s = try connection.statement("""
-                INSERT INTO device_hour(bucket, dev, inferences, errors, latency, temp_sum, temp_max, cpu_sum, mem_max, resource_samples, throttle_events)
-                VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                ON CONFLICT(bucket, dev) DO UPDATE SET
-                    inferences = inferences + excluded.inferences, errors = errors + excluded.errors,
-                    latency = fw_sketch_merge(latency, excluded.latency),
-                    temp_sum = temp_sum + excluded.temp_sum,
-                    temp_max = coalesce(max(temp_max, excluded.temp_max), temp_max, excluded.temp_max),
-                    cpu_sum = cpu_sum + excluded.cpu_sum,
-                    mem_max = coalesce(max(mem_max, excluded.mem_max), mem_max, excluded.mem_max),
-                    resource_samples = resource_samples + excluded.resource_samples,
-                    throttle_events = throttle_events + excluded.throttle_events
-                """)
-            s.bind(1, key.bucket); s.bind(2, key.dev); s.bind(3, delta.inferences); s.bind(4, delta.errors)
-            if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
-            s.bind(6, delta.tempSum); s.bind(7, delta.tempMax); s.bind(8, delta.cpuSum); s.bind(9, delta.memMax)
-            s.bind(10, delta.resourceSamples); s.bind(11, delta.throttleEvents)
-            try s.run()
+        for (table, deltas) in [("device_hour", batch.deviceHours), ("device_minute", batch.deviceMinutes)] {
+            for (key, delta) in deltas {
+                let s = try connection.statement(Self.deviceBucketUpsert(table))
+                s.bind(1, key.bucket); s.bind(2, key.dev); s.bind(3, delta.inferences); s.bind(4, delta.errors)
+                if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
+                s.bind(6, delta.tempSum); s.bind(7, delta.tempMax); s.bind(8, delta.cpuSum); s.bind(9, delta.memMax)
+                s.bind(10, delta.resourceSamples); s.bind(11, delta.throttleEvents)
+                try s.run()
+            }
         }
         let o = batch.outcome
         try bumpCounter("received", Int64(o.received))
@@ -349,6 +342,22 @@ public final class StoreWriter {
         s.bind(1, name)
         s.bind(2, delta)
         try s.run()
+    }
+
+    static func deviceBucketUpsert(_ table: String) -> String {
+        """
+        INSERT INTO \(table)(bucket, dev, inferences, errors, latency, temp_sum, temp_max, cpu_sum, mem_max, resource_samples, throttle_events)
+        VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+        ON CONFLICT(bucket, dev) DO UPDATE SET
+            inferences = inferences + excluded.inferences, errors = errors + excluded.errors,
+            latency = CASE WHEN excluded.latency IS NULL THEN latency ELSE fw_sketch_merge(latency, excluded.latency) END,
+            temp_sum = temp_sum + excluded.temp_sum,
+            temp_max = coalesce(max(temp_max, excluded.temp_max), temp_max, excluded.temp_max),
+            cpu_sum = cpu_sum + excluded.cpu_sum,
+            mem_max = coalesce(max(mem_max, excluded.mem_max), mem_max, excluded.mem_max),
+            resource_samples = resource_samples + excluded.resource_samples,
+            throttle_events = throttle_events + excluded.throttle_events
+        """
     }
 
     static func rollupUpsert(_ table: String) -> String {
@@ -544,6 +553,7 @@ struct BatchState {
     var dirtyDevices: [Int64: DeviceState] = [:]
     var rollups: [RollupKey: RollupDelta] = [:]
     var deviceHours: [DeviceHourKey: DeviceHourDelta] = [:]
+    var deviceMinutes: [DeviceHourKey: DeviceHourDelta] = [:]
     var givenUpGaps: Int64 = 0
 }
 

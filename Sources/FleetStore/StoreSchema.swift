@@ -57,7 +57,8 @@ enum StoreSchema {
             cohort INTEGER NOT NULL, session_id TEXT NOT NULL, status TEXT NOT NULL,
             duration_ms INTEGER NOT NULL, errors INTEGER NOT NULL,
             PRIMARY KEY(dev, ts_ms, seq, idx)) WITHOUT ROWID;
-        CREATE INDEX sessions_ts ON sessions(ts_ms);
+        -- Covering: fleet windows count terminal sessions and crashed devices from the index alone.
+        CREATE INDEX sessions_ts ON sessions(ts_ms, status, dev, cohort);
         CREATE TABLE errors(
             dev INTEGER NOT NULL, ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,
             code TEXT NOT NULL, message TEXT NOT NULL,

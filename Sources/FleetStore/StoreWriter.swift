@@ -281,15 +281,21 @@ public final class StoreWriter {
             u.bind(10, a.modelName); u.bind(11, a.modelVersion); u.bind(12, a.modelSHA256); u.bind(13, device.cohort)
             try u.run()
             if device.ranges.dirty {
-                let d = try connection.statement("DELETE FROM seq_ranges WHERE dev = ?")
-                d.bind(1, device.dev)
-                try d.run()
-                let i = try connection.statement("INSERT INTO seq_ranges(dev, from_seq, to_seq) VALUES(?,?,?)")
-                for r in device.ranges.ranges {
-                    i.reset()
+                // Write only the ranges that changed: usually one row, the highest range grown.
+                let now = device.ranges.ranges
+                let before = Dictionary(device.persistedRanges.map { ($0.lowerBound, $0.upperBound) }, uniquingKeysWith: { a, _ in a })
+                let nowStarts = Set(now.map(\.lowerBound))
+                for r in device.persistedRanges where !nowStarts.contains(r.lowerBound) {
+                    let d = try connection.statement("DELETE FROM seq_ranges WHERE dev = ? AND from_seq = ?")
+                    d.bind(1, device.dev); d.bind(2, r.lowerBound)
+                    try d.run()
+                }
+                for r in now where before[r.lowerBound] != r.upperBound {
+                    let i = try connection.statement("INSERT OR REPLACE INTO seq_ranges(dev, from_seq, to_seq) VALUES(?,?,?)")
                     i.bind(1, device.dev); i.bind(2, r.lowerBound); i.bind(3, r.upperBound)
                     try i.run()
                 }
+                device.persistedRanges = now
                 device.ranges.dirty = false
             }
             for change in device.presence.takeChanges() {
@@ -423,6 +429,7 @@ public final class StoreWriter {
             var ranges: [ClosedRange<Int64>] = []
             while try r.step() { ranges.append(r.int(0)...r.int(1)) }
             state.ranges = SeqRanges(ranges, trackingFrom: firstSeq)
+            state.persistedRanges = ranges
             let p = try connection.statement("SELECT cohort, first_ms, last_ms FROM presence WHERE dev = ? ORDER BY last_ms")
             p.bind(1, state.dev)
             while try p.step() { state.presence.load(cohort: p.int(0), firstMs: p.int(1), lastMs: p.int(2)) }
@@ -534,6 +541,8 @@ final class DeviceState {
     var attrs: DeviceAttributes
     var cohort: Int64
     var ranges = SeqRanges([])
+    /// The ranges as last written to seq_ranges.
+    var persistedRanges: [ClosedRange<Int64>] = []
     var presence = PresenceTracker()
     var isNew = false
 

@@ -5,7 +5,8 @@ import Foundation
 // MARK: - Realistic traffic
 
 /// A fleet of `devices` reporting every `periodMs`: each message carries an inference window and
-/// a resources sample; every 60th a session, every 200th an error (the shape of fleet-agent).
+/// a resources sample; a session ends and the next starts every 6 h, every 200th message has an
+/// error (the shape of fleet-agent).
 struct SyntheticFleet {
     var devices: Int
     var periodMs: Int64 = 10_000
@@ -38,7 +39,14 @@ struct SyntheticFleet {
                 classCounts: [ClassCount(name: "ok", count: 560), ClassCount(name: "defect", count: 30), ClassCount(name: "unknown", count: 8)])),
             .resources(ResourcesRecord(tsMs: ts, cpuPct: 41.5, memMB: 1210, tempC: 58.5 + Double(n % 10), throttleEvents: n % 97 == 0 ? 1 : 0)),
         ]
-        if n % 60 == 0 { records.append(.session(SessionRecord(tsMs: ts, sessionID: "s-\(n / 60)", status: n % 120 == 0 ? .started : .exited, durationMs: n % 120 == 0 ? 0 : 600_000, errors: 0))) }
+        if n % 2160 == 0 {
+            let k = n / 2160
+            if k > 0 {
+                let crashed = (Int64(d) + k) % 50 == 0
+                records.append(.session(SessionRecord(tsMs: ts, sessionID: "s-\(k - 1)", status: crashed ? .crashed : .exited, durationMs: 2160 * periodMs, errors: 0)))
+            }
+            records.append(.session(SessionRecord(tsMs: ts, sessionID: "s-\(k)", status: .started, durationMs: 0, errors: 0)))
+        }
         if n % 200 == 7 { records.append(.error(ErrorRecord(tsMs: ts, code: "CAMERA_TIMEOUT", message: "frame grab timed out after 500 ms"))) }
         return TelemetryMessage(
             schemaVersion: 2, deviceID: deviceID(d), seq: n + 1, sentAtMs: ts,
@@ -179,7 +187,7 @@ func buildQueryDatabase(devices: Int, path: String) throws -> (target: String, e
             FROM device_hour h JOIN devices d ON d.dev != h.dev WHERE h.dev = (SELECT dev FROM devices WHERE device_id = '\(fleet.deviceID(0))');
             INSERT OR IGNORE INTO device_minute SELECT h.bucket, d.dev, h.inferences, h.errors, h.latency, h.temp_sum, h.temp_max, h.cpu_sum, h.mem_max, h.resource_samples, h.throttle_events
             FROM device_minute h JOIN devices d ON d.dev != h.dev WHERE h.dev = (SELECT dev FROM devices WHERE device_id = '\(fleet.deviceID(0))') AND h.bucket >= \((endMs - 86_400_000) / 60_000);
-            INSERT OR IGNORE INTO sessions SELECT d.dev, s.ts_ms + (d.dev % 1000), s.seq, s.idx, d.cohort, s.session_id, CASE WHEN (d.dev + s.seq) % 50 = 0 THEN 'crashed' ELSE s.status END, s.duration_ms, s.errors
+            INSERT OR IGNORE INTO sessions SELECT d.dev, s.ts_ms + (d.dev * 7919 % 21600000), s.seq, s.idx, d.cohort, s.session_id, CASE WHEN s.status != 'started' AND (d.dev + s.seq) % 50 = 0 THEN 'crashed' ELSE s.status END, s.duration_ms, s.errors
             FROM sessions s JOIN devices d ON d.dev != s.dev WHERE s.dev = (SELECT dev FROM devices WHERE device_id = '\(fleet.deviceID(0))');
             INSERT OR IGNORE INTO errors SELECT d.dev, e.ts_ms + (d.dev % 1000), e.seq, e.idx, e.code, e.message
             FROM errors e JOIN devices d ON d.dev != e.dev WHERE e.dev = (SELECT dev FROM devices WHERE device_id = '\(fleet.deviceID(0))');
@@ -237,8 +245,9 @@ func benchStoreQuery() throws {
     // Baseline: the same 7 days from the per-minute table (what the query costs without device_hour).
     let minute7d = try time(20) {
         let s = try reader.connection.prepare("""
-            SELECT count(*), sum(inferences), fw_sketch_agg(latency) FROM device_minute
-            WHERE bucket >= ?2 AND bucket < ?3 AND dev = (SELECT dev FROM devices WHERE device_id = ?1)
+            WITH RECURSIVE b(v) AS (SELECT ?2 UNION ALL SELECT v + 1 FROM b WHERE v + 1 < ?3)
+            SELECT count(*), sum(inferences), fw_sketch_agg(latency) FROM b JOIN device_minute m
+            ON m.bucket = b.v AND m.dev = (SELECT dev FROM devices WHERE device_id = ?1)
             """)
         s.bind(1, target); s.bind(2, (endMs - week) / 60_000); s.bind(3, endMs / 60_000)
         _ = try s.step()

@@ -128,6 +128,6 @@ case "sketch": benchSketch()
 case "store-write": try benchStoreWrite()
 case "store-query": try benchStoreQuery()
 default:
-    print("usage: fleetwatch-bench decode [--seconds S] [--file PATH] | sketch [--seconds S] [--models DIR] [--no-ort] | store-write [--devices N] [--messages M] [--batch B] | store-query [--devices N]")
+    print("usage: fleetwatch-bench decode [--seconds S] [--file PATH] | sketch [--seconds S] | store-write [--devices N] [--messages M] [--batch B] | store-query [--devices N]")
     exit(args.isEmpty ? 0 : 2)
 }

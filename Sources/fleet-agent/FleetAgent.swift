@@ -7,8 +7,9 @@ struct FleetAgent: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-agent",
         abstract: "Edge inference runtime: runs an ONNX model on the device and publishes fleet telemetry.",
-        discussion: "The runtime and its 'run' and 'infer' commands arrive with the edge runtime work (issue 7).",
-        version: "fleet-agent \(FleetVersion.string)"
+        discussion: "'infer' runs a model on NDJSON rows (CONTRACTS section 7); the 'run' daemon arrives with the MQTT work (issue 7).",
+        version: "fleet-agent \(FleetVersion.string)",
+        subcommands: [InferCommand.self]
     )
 
     /// Exit codes of CONTRACTS section 7: usage errors exit 2 (argument-parser's default is 64).

@@ -125,9 +125,10 @@ func benchSketch() {
 switch args.first {
 case "decode": benchDecode()
 case "sketch": benchSketch()
+case "edge": benchEdge()
 case "store-write": try benchStoreWrite()
 case "store-query": try benchStoreQuery()
 default:
-    print("usage: fleetwatch-bench decode [--seconds S] [--file PATH] | sketch [--seconds S] | store-write [--devices N] [--messages M] [--batch B] | store-query [--devices N]")
+    print("usage: fleetwatch-bench decode [--seconds S] [--file PATH] | sketch [--seconds S] | edge [--runs N] [--models DIR] [--no-ort] [--profile] | store-write [--devices N] [--messages M] [--batch B] | store-query [--devices N]")
     exit(args.isEmpty ? 0 : 2)
 }

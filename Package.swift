@@ -17,6 +17,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
@@ -36,6 +37,11 @@ let package = Package(
 
         // MARK: - Adapters: one C library or protocol each
         .target(name: "FleetStore", dependencies: ["FleetCore", "CSQLite"], swiftSettings: strict),
+        .target(name: "FleetMQTT", dependencies: ["CMosquitto"], swiftSettings: strict),
+        .target(
+            name: "FleetIngest",
+            dependencies: ["FleetCore", "FleetStore", "FleetMQTT", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
 
         // MARK: - Edge: what runs on a device (no ncurses)
         .target(
@@ -53,6 +59,9 @@ let package = Package(
             dependencies: [
                 "FleetCore",
                 "FleetStore",
+                "FleetIngest",
+                "FleetMQTT",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -76,6 +85,9 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "IngestTests", dependencies: ["FleetIngest", "FleetMQTT", "FleetStore", "FleetCore"],
             swiftSettings: strict),
         .testTarget(
             name: "EdgeRuntimeTests", dependencies: ["EdgeRuntime"],

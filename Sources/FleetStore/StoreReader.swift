@@ -47,6 +47,26 @@ public final class StoreReader {
         return c
     }
 
+    /// Every open gap, oldest device id first.
+    public func openGaps() throws -> [SeqGap] {
+        let s = try connection.statement("""
+            SELECT device_id, prev_to + 1, from_seq - 1, first_seq FROM (
+                SELECT d.device_id, r.from_seq, lag(r.to_seq) OVER (PARTITION BY r.dev ORDER BY r.from_seq) AS prev_to, d.first_seq
+                FROM seq_ranges r JOIN devices d USING(dev))
+            WHERE prev_to IS NOT NULL AND from_seq - 1 >= first_seq ORDER BY device_id, from_seq
+            """)
+        var out: [SeqGap] = []
+        while try s.step() { out.append(SeqGap(deviceID: s.text(0), fromSeq: max(s.int(1), s.int(3)), toSeq: s.int(2))) }
+        return out
+    }
+
+    public func deviceCountsByState() throws -> [String: Int64] {
+        let s = try connection.statement("SELECT state, count(*) FROM devices GROUP BY state")
+        var out: [String: Int64] = [:]
+        while try s.step() { out[s.text(0)] = s.int(1) }
+        return out
+    }
+
     /// Holes between seq ranges at or above each device's first seq.
     func countOpenGaps() throws -> Int64 {
         try connection.scalar("""

@@ -104,6 +104,45 @@ public final class StoreWriter {
         return try q.step()
     }
 
+    // MARK: - Presence and gaps
+
+    /// Marks devices `stale` whose last message arrived more than `staleAfterMs` ago (receiver
+    /// clock). A message from a stale device makes it `online` again.
+    @discardableResult
+    public func markStale(nowMs: Int64, staleAfterMs: Int64) throws -> Int {
+        let s = try connection.statement("""
+            UPDATE devices SET state = 'stale', state_changed_ms = ?1
+            WHERE state IN ('online', 'unknown') AND last_received_ms < ?2
+            """)
+        s.bind(1, nowMs)
+        s.bind(2, nowMs - staleAfterMs)
+        try s.run()
+        return connection.changes
+    }
+
+    /// The parts of `range` still missing from a device (for replay requests).
+    public func missing(deviceID: String, in range: ClosedRange<Int64>) throws -> [ClosedRange<Int64>] {
+        let ranges: SeqRanges
+        if let d = devices[deviceID] {
+            ranges = d.ranges
+        } else {
+            let q = try connection.statement("SELECT r.from_seq, r.to_seq, d.first_seq FROM seq_ranges r JOIN devices d USING(dev) WHERE d.device_id = ? ORDER BY r.from_seq")
+            q.bind(1, deviceID)
+            var rs: [ClosedRange<Int64>] = []
+            var first: Int64?
+            while try q.step() {
+                rs.append(q.int(0)...q.int(1))
+                first = q.int(2)
+            }
+            ranges = SeqRanges(rs, trackingFrom: first)
+        }
+        return ranges.gaps.compactMap { g in
+            let lo = max(g.lowerBound, range.lowerBound)
+            let hi = min(g.upperBound, range.upperBound)
+            return lo <= hi ? lo...hi : nil
+        }
+    }
+
     // MARK: - Retention
 
     /// Deletes at most `maxRows` expired rows in one short transaction and returns how many it
@@ -271,7 +310,8 @@ public final class StoreWriter {
             let u = try connection.statement("""
                 UPDATE devices SET first_seen_ms = ?2, last_seen_ms = ?3, last_received_ms = ?4, attrs_seq = ?5,
                     sku = ?6, firmware = ?7, agent = ?8, accelerator = ?9, model_name = ?10, model_version = ?11,
-                    model_sha256 = ?12, cohort = ?13, state = CASE WHEN state = 'unknown' THEN 'online' ELSE state END
+                    model_sha256 = ?12, cohort = ?13,
+                    state = CASE WHEN state IN ('unknown', 'stale') THEN 'online' ELSE state END
                 WHERE dev = ?1
                 """)
             u.bind(1, device.dev); u.bind(2, device.firstSeenMs); u.bind(3, device.lastSeenMs); u.bind(4, device.lastReceivedMs)

@@ -17,6 +17,11 @@ struct Fleetwatch: ParsableCommand {
 
     /// Exit codes of CONTRACTS section 7: usage errors exit 2 (argument-parser's default is 64).
     static func main() {
+        // A parent may have spawned us with signals blocked (the mask survives exec); a daemon
+        // that must honour SIGTERM/SIGINT/SIGHUP starts from a clean mask.
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
         do {
             var command = try parseAsRoot()
             try command.run()

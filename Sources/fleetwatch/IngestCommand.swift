@@ -1,38 +1,135 @@
 import ArgumentParser
+import Dispatch
 import FleetCore
+import FleetIngest
+import FleetMQTT
 import FleetStore
 import Foundation
+import Logging
 
 struct Ingest: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Ingest telemetry into the database: from captured traffic (--file) or live from the broker.",
+        abstract: "Ingest telemetry into the database: live from the broker, or captured traffic with --file.",
         discussion: """
+            Live: subscribes (QoS 1, persistent session) to fleet/+/telemetry and fleet/+/status and
+            commits batches every 50 ms or 2000 messages. SIGTERM/SIGINT commit what is queued and
+            exit 0; SIGHUP reloads rules. Logs go to stderr. See docs/operations.md.
+
             --file reads captured traffic, one message a line as 'mosquitto_sub -v' prints it
-            ('<topic> <payload>'), through the same validation and store path as live MQTT, then exits.
-            Every line on a telemetry topic ends stored, deduplicated or quarantined with its reason;
-            status lines set presence; lines on other topics are counted and skipped.
+            ('<topic> <payload>'), through the same validation and store path, then exits.
             Capture with: mosquitto_sub -v -t 'fleet/#' > capture.txt
             """)
 
     @OptionGroup var database: DatabaseOption
 
+    @Option(help: "Broker address HOST:PORT (live ingest).")
+    var broker: String?
+
     @Option(help: "Captured traffic to replay ('-' for stdin).")
     var file: String?
+
+    @Option(help: "MQTT client id; with it the broker keeps our session (and queued messages) across restarts.")
+    var clientID: String = "fleetwatch-ingest"
+
+    @Option(help: "Subscribe as $share/GROUP/... so several ingesters split the fleet.")
+    var share: String?
+
+    @Flag(help: "Use MQTT 3.1.1 instead of 5.")
+    var mqtt311 = false
+
+    @Option(help: "Broker username (password from FLEETWATCH_MQTT_PASSWORD).")
+    var username: String?
+
+    @Option(help: "CA certificate file: enables TLS.")
+    var tlsCA: String?
+
+    @Option(help: "Client certificate file (TLS).")
+    var tlsCert: String?
+
+    @Option(help: "Client key file (TLS).")
+    var tlsKey: String?
+
+    @Option(help: "A device silent this long is marked stale.")
+    var staleAfter: String = "5m"
+
+    @Option(help: "Messages per second one device may send (burst: --burst); excess is quarantined as rate_limited.")
+    var maxRate: Double = 50
+
+    @Option(help: "Burst allowance per device (a device re-sending its buffer after an outage).")
+    var burst: Double = 5000
 
     @Option(help: "Messages per transaction.")
     var batch: Int = 2000
 
+    @Option(help: "Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).")
+    var metricsListen: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
     func validate() throws {
-        if file == nil { throw ValidationError("live ingest (--broker) arrives with the MQTT ingester; use --file CAPTURE for now") }
+        if (file == nil) == (broker == nil) { throw ValidationError("give exactly one of --broker HOST:PORT or --file CAPTURE") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
+        if let b = broker, parseBrokerAddress(b) == nil { throw ValidationError("--broker: '\(b)' is not HOST:PORT") }
+        if PromDuration.parseMs(staleAfter) == nil { throw ValidationError("--stale-after: '\(staleAfter)' is not a duration") }
+        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level: '\(logLevel)' is not a log level") }
+        if maxRate <= 0 || burst < 1 { throw ValidationError("--max-rate must be positive and --burst at least 1") }
     }
 
     func run() throws {
+        if let file { return try ingestFile(file) }
+        try ingestLive()
+    }
+
+    // MARK: Live
+
+    func ingestLive() throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "fleetwatch.ingest")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let address = parseBrokerAddress(broker!)!
+        var mqtt = MQTTOptions(host: address.host, port: address.port, clientID: clientID)
+        mqtt.protocolVersion = mqtt311 ? .v311 : .v5
+        mqtt.username = username
+        mqtt.password = ProcessInfo.processInfo.environment["FLEETWATCH_MQTT_PASSWORD"]
+        mqtt.tlsCAFile = tlsCA
+        mqtt.tlsCertFile = tlsCert
+        mqtt.tlsKeyFile = tlsKey
+        var config = IngestConfig(mqtt: mqtt, dbPath: database.db)
+        config.shareGroup = share
+        config.batchSize = batch
+        config.staleAfterMs = PromDuration.parseMs(staleAfter)!
+        config.ratePerDevice = maxRate
+        config.burstPerDevice = burst
+        let pipeline: IngestPipeline
+        do { pipeline = try IngestPipeline(config: config, logger: logger) } catch { throw fail("cannot open \(database.db): \(error)") }
+
+        var metricsServer: MetricsServer?
+        if let listen = metricsListen {
+            guard let a = parseBrokerAddress(listen) else { throw ValidationError("--metrics-listen: '\(listen)' is not HOST:PORT") }
+            do {
+                metricsServer = try MetricsServer(host: a.host, port: a.port) { pipeline.metrics.render() }
+                logger.info("serving metrics", metadata: ["url": "http://\(listen)/metrics"])
+            } catch { throw fail("cannot listen on \(listen): \(error)") }
+        }
+        let log = logger
+        let signals = SignalHandlers()
+        signals.on(SIGTERM) { log.info("SIGTERM: finishing"); pipeline.stop() }
+        signals.on(SIGINT) { log.info("SIGINT: finishing"); pipeline.stop() }
+        signals.on(SIGHUP) { log.notice("SIGHUP: no rules file loaded (alert rules arrive with --rules)") }
+        do { try pipeline.run() } catch { throw fail("ingest stopped: \(error)") }
+        metricsServer?.stop()
+        _ = signals
+    }
+
+    // MARK: File
+
+    func ingestFile(_ file: String) throws {
         let writer: StoreWriter
         do { writer = try StoreWriter(path: database.db) } catch { throw fail("cannot open \(database.db): \(error)") }
         let input: FileHandle
         if file == "-" { input = .standardInput } else {
-            guard let h = FileHandle(forReadingAtPath: file!) else { throw fail("cannot read \(file!)") }
+            guard let h = FileHandle(forReadingAtPath: file) else { throw fail("cannot read \(file)") }
             input = h
         }
         var items: [IngestItem] = []
@@ -83,6 +180,21 @@ struct Ingest: ParsableCommand {
         }
         let q = total.quarantined.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         printError("ingested \(total.received) telemetry messages: stored \(total.stored) (\(total.records) records), duplicates \(total.duplicates), quarantined \(total.quarantined.values.reduce(0, +))\(q.isEmpty ? "" : " (\(q))"); status lines \(statusLines)\(badStatus > 0 ? " (\(badStatus) malformed)" : ""); other topics skipped \(otherTopics)")
+    }
+}
+
+/// Signal handling through Dispatch: the default action is ignored and the handler runs on a
+/// private queue, so it may do real work (not only async-signal-safe calls).
+final class SignalHandlers: @unchecked Sendable {
+    private var sources: [any DispatchSourceSignal] = []
+    private let queue = DispatchQueue(label: "fleetwatch.signals")
+
+    func on(_ sig: Int32, _ handler: @escaping @Sendable () -> Void) {
+        signal(sig, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+        s.setEventHandler(handler: handler)
+        s.resume()
+        sources.append(s)
     }
 }
 

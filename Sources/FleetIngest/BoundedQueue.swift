@@ -1,0 +1,108 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A blocking FIFO with a fixed capacity between the network thread and the writer.
+///
+/// `push` blocks while the queue is full: backpressure reaches the MQTT socket (the broker then
+/// holds the messages), so memory stays bounded however fast devices publish.
+/// `@unchecked Sendable`: all state is guarded by `mutex`.
+public final class BoundedQueue<Element>: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var notEmpty = pthread_cond_t()
+    private var notFull = pthread_cond_t()
+    private var items: [Element?]
+    private var head = 0
+    private var count = 0
+    private var closed = false
+    public let capacity: Int
+
+    public init(capacity: Int) {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        items = Array(repeating: nil, count: capacity)
+        pthread_mutex_init(&mutex, nil)
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(&notEmpty, &attr)
+        pthread_cond_init(&notFull, &attr)
+        pthread_condattr_destroy(&attr)
+    }
+
+    deinit {
+        pthread_cond_destroy(&notEmpty)
+        pthread_cond_destroy(&notFull)
+        pthread_mutex_destroy(&mutex)
+    }
+
+    /// Appends, waiting while full. False if the queue was closed (the element is not taken).
+    @discardableResult
+    public func push(_ e: Element) -> Bool {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        while count == capacity && !closed { pthread_cond_wait(&notFull, &mutex) }
+        if closed { return false }
+        items[(head + count) % capacity] = e
+        count += 1
+        pthread_cond_signal(&notEmpty)
+        return true
+    }
+
+    /// Takes up to `max` elements, waiting until at least one is there or `deadlineNs`
+    /// (CLOCK_MONOTONIC) passes. Empty when the deadline passed or the queue is closed and drained.
+    public func pop(max: Int, deadlineNs: UInt64) -> [Element] {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        var ts = timespec(tv_sec: Int(deadlineNs / 1_000_000_000), tv_nsec: Int(deadlineNs % 1_000_000_000))
+        while count == 0 && !closed {
+            if pthread_cond_timedwait(&notEmpty, &mutex, &ts) == ETIMEDOUT { break }
+        }
+        let n = Swift.min(max, count)
+        var out: [Element] = []
+        out.reserveCapacity(n)
+        for _ in 0..<n {
+            out.append(items[head]!)
+            items[head] = nil
+            head = (head + 1) % capacity
+        }
+        count -= n
+        if n > 0 { pthread_cond_broadcast(&notFull) }
+        return out
+    }
+
+    /// No more pushes; blocked pushers return false; pops drain what is left.
+    public func close() {
+        pthread_mutex_lock(&mutex)
+        closed = true
+        pthread_cond_broadcast(&notEmpty)
+        pthread_cond_broadcast(&notFull)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    public var depth: Int {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return count
+    }
+
+    public var isClosed: Bool {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return closed
+    }
+}
+
+/// Monotonic nanoseconds (for deadlines; never goes back).
+public func monotonicNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Wall-clock epoch milliseconds (receiver time stamped on every message).
+public func wallClockMs() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}

@@ -1,0 +1,224 @@
+import FleetCore
+import FleetMQTT
+import FleetStore
+import Logging
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Settings of the live ingester (`fleetwatch ingest --broker ...`).
+public struct IngestConfig: Sendable {
+    public var mqtt: MQTTOptions
+    public var dbPath: String
+    /// Subscribe as `$share/GROUP/...` so several ingesters split one fleet.
+    public var shareGroup: String?
+    public var batchSize = 2000
+    public var batchIntervalMs: UInt64 = 50
+    public var queueCapacity = 20_000
+    public var staleAfterMs: Int64 = 5 * 60_000
+    public var ratePerDevice = 50.0
+    public var burstPerDevice = 5_000.0
+    /// Replay requests published per second at most (a reconnecting fleet must not storm).
+    public var replayBudgetPerSecond = 200
+    public var replayMaxAttempts = 4
+    public var replayFirstRetryMs: Int64 = 15_000
+    public var store = StoreOptions()
+
+    public init(mqtt: MQTTOptions, dbPath: String) {
+        self.mqtt = mqtt
+        self.dbPath = dbPath
+    }
+
+    public var topics: [String] {
+        let base = ["fleet/+/telemetry", "fleet/+/status"]
+        guard let g = shareGroup else { return base }
+        return base.map { "$share/\(g)/\($0)" }
+    }
+}
+
+/// receive -> decode+validate -> bounded queue -> batch -> store, plus gap repair, presence and
+/// retention. Every telemetry message ends in exactly one place: stored, duplicate, or
+/// quarantined with its reason (counted in the same transaction).
+///
+/// Threads: libmosquitto's network thread runs `mqttMessage` (rate limit, decode, push, which
+/// blocks when the queue is full); the thread that calls `run()` is the only writer.
+/// `@unchecked Sendable`: `limiter` is touched only on the network thread, `writer` and
+/// `scheduler` only on the run thread; `stopping` is an atomic-enough flag read under the
+/// queue's lock semantics (it only ever goes from false to true).
+public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
+    public let config: IngestConfig
+    public let metrics = IngestMetrics()
+    let queue: BoundedQueue<QueueItem>
+    let writer: StoreWriter
+    var client: MQTTClient?
+    var logger: Logger
+    private var limiter: RateLimiter
+    private var scheduler: ReplayScheduler
+    /// Called on the writer thread after each committed batch (alert evaluation hooks in here).
+    public var afterBatch: ((BatchOutcome) -> Void)?
+
+    enum QueueItem {
+        case ingest(IngestItem)
+        case status(deviceID: String, online: Bool, tsMs: Int64)
+    }
+
+    public init(config: IngestConfig, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        queue = BoundedQueue(capacity: config.queueCapacity)
+        writer = try StoreWriter(path: config.dbPath, options: config.store)
+        limiter = RateLimiter(ratePerSecond: config.ratePerDevice, burst: config.burstPerDevice)
+        scheduler = ReplayScheduler(maxAttempts: config.replayMaxAttempts, firstRetryMs: config.replayFirstRetryMs)
+        let c = try StoreReader(path: config.dbPath).ingestCounters()
+        metrics.seed(received: c.received, stored: c.stored, duplicates: c.duplicates, quarantined: c.quarantined, replaysRequested: c.replaysRequested)
+        metrics.setOpenGaps(c.openGaps)
+        let q = queue
+        metrics.queueDepth = { q.depth }
+    }
+
+    /// Asks `run()` to finish: disconnect first (so nothing more is received and acknowledged),
+    /// then close the queue; `run()` commits what is queued and returns. Safe from any thread.
+    public func stop() {
+        client?.stop()
+        queue.close()
+    }
+
+    // MARK: - Network thread
+
+    public func mqttMessage(topic: String, payload: UnsafeRawBufferPointer, qos: Int32, retained: Bool) {
+        let now = wallClockMs()
+        switch IngestClassifier.route(topic) {
+        case .telemetry(let id):
+            let item: IngestItem
+            if limiter.allow(id, nowMs: now) {
+                item = IngestClassifier.classify(topic: topic, topicDeviceID: id, payload: payload, receivedMs: now)
+            } else {
+                item = .rejected(QuarantineEntry(
+                    receivedMs: now, topic: topic, deviceID: id, reason: .rateLimited,
+                    detail: "device over \(Int(config.ratePerDevice)) messages/s (burst \(Int(config.burstPerDevice)))",
+                    payload: Array(payload.prefix(QuarantineEntry.maxPayloadBytes))))
+            }
+            if !queue.push(.ingest(item)) {
+                // Closed while shutting down: the broker keeps what we did not take (QoS 1,
+                // persistent session) only if not yet acknowledged, so say so loudly.
+                logger.warning("message arrived during shutdown and was not stored; seq-gap replay will ask for it again", metadata: ["topic": "\(topic)"])
+            }
+            if now % 10_000 < 5 { limiter.prune(nowMs: now) }
+        case .status(let id):
+            if let s = IngestClassifier.parseStatus(Array(payload)) {
+                queue.push(.status(deviceID: id, online: s.online, tsMs: s.tsMs))
+            } else {
+                logger.warning("malformed status message ignored", metadata: ["topic": "\(topic)"])
+            }
+        case .other:
+            break
+        }
+    }
+
+    public func mqttConnected(code: Int32, sessionPresent: Bool) {
+        metrics.setConnected(code == 0)
+        if code == 0 {
+            logger.info("connected to broker", metadata: ["broker": "\(config.mqtt.host):\(config.mqtt.port)", "session_present": "\(sessionPresent)"])
+        } else {
+            logger.error("broker refused the connection", metadata: ["code": "\(code)"])
+        }
+    }
+
+    public func mqttDisconnected(code: Int32) {
+        metrics.setConnected(false)
+        if code != 0 { logger.warning("disconnected from broker; reconnecting with backoff", metadata: ["code": "\(code)"]) }
+    }
+
+    // MARK: - Writer thread
+
+    /// Connects and runs the writer loop on the calling thread until `stop()`.
+    public func run() throws {
+        let client = try MQTTClient(config.mqtt, delegate: self)
+        self.client = client
+        for t in config.topics { try client.subscribe(t, qos: 1) }
+        try client.start()
+        logger.info("ingesting", metadata: ["db": "\(config.dbPath)", "topics": "\(config.topics.joined(separator: " "))"])
+        // Gaps still open from an earlier run are asked for again.
+        for g in try StoreReader(path: config.dbPath).openGaps() {
+            scheduler.gapOpened(deviceID: g.deviceID, range: g.fromSeq...g.toSeq, nowMs: wallClockMs())
+        }
+        var lastHousekeeping: UInt64 = 0
+        while true {
+            let tickDeadline = monotonicNs() + 200_000_000
+            var items = queue.pop(max: config.batchSize, deadlineNs: tickDeadline)
+            if !items.isEmpty {
+                let batchDeadline = monotonicNs() + config.batchIntervalMs * 1_000_000
+                while items.count < config.batchSize {
+                    let more = queue.pop(max: config.batchSize - items.count, deadlineNs: batchDeadline)
+                    if more.isEmpty { break }
+                    items += more
+                }
+                try commit(items)
+            } else if queue.isClosed {
+                break
+            }
+            let now = monotonicNs()
+            if now - lastHousekeeping >= 1_000_000_000 {
+                lastHousekeeping = now
+                try housekeeping()
+            }
+        }
+        client.stop()
+        logger.info("stopped; queue drained and committed", metadata: ["stored_total": "\(metrics.snapshot.stored)"])
+    }
+
+    func commit(_ items: [QueueItem]) throws {
+        var ingest: [IngestItem] = []
+        ingest.reserveCapacity(items.count)
+        for item in items {
+            switch item {
+            case .ingest(let i): ingest.append(i)
+            case .status(let id, let online, let ts):
+                if !ingest.isEmpty { try write(ingest); ingest.removeAll(keepingCapacity: true) }
+                try writer.setState(deviceID: id, online: online, tsMs: ts)
+            }
+        }
+        if !ingest.isEmpty { try write(ingest) }
+    }
+
+    private func write(_ items: [IngestItem]) throws {
+        let t = monotonicNs()
+        let o = try writer.write(items)
+        metrics.batch(received: o.received, stored: o.stored, duplicates: o.duplicates, quarantined: o.quarantined, commitSeconds: Double(monotonicNs() - t) / 1e9)
+        let now = wallClockMs()
+        for g in o.newGaps { scheduler.gapOpened(deviceID: g.deviceID, range: g.fromSeq...g.toSeq, nowMs: now) }
+        afterBatch?(o)
+    }
+
+    private var housekeepingTicks = 0
+
+    func housekeeping() throws {
+        housekeepingTicks += 1
+        let now = wallClockMs()
+        // Gap repair: ask devices to re-send what is still missing.
+        let requests = scheduler.due(nowMs: now, budget: config.replayBudgetPerSecond) { device, range in
+            (try? self.writer.missing(deviceID: device, in: range)) ?? [range]
+        }
+        if !requests.isEmpty, let client {
+            var sent = 0
+            for r in requests {
+                var w = JSONWriter()
+                w.raw("{\"from_seq\":"); w.int(r.fromSeq); w.raw(",\"to_seq\":"); w.int(r.toSeq); w.raw("}")
+                if (try? client.publish("fleet/\(r.deviceID)/replay", w.out, qos: 1)) != nil { sent += 1 }
+            }
+            try writer.addCounter("replays_requested", Int64(sent))
+            metrics.replays(sent)
+            logger.debug("replay requests sent", metadata: ["count": "\(sent)"])
+        }
+        if housekeepingTicks % 10 == 0 {
+            let stale = try writer.markStale(nowMs: now, staleAfterMs: config.staleAfterMs)
+            if stale > 0 { logger.info("devices went silent", metadata: ["count": "\(stale)", "stale_after_ms": "\(config.staleAfterMs)"]) }
+            // Retention in small steps, a few per tick, so ingest never waits long.
+            for _ in 0..<4 where try writer.prune(nowMs: now) > 0 {}
+            let reader = try StoreReader(path: config.dbPath)
+            metrics.setOpenGaps(try reader.ingestCounters().openGaps)
+            metrics.setDevices(try reader.deviceCountsByState())
+        }
+    }
+}

@@ -1,0 +1,299 @@
+import FleetCore
+import FleetMQTT
+import FleetStore
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A real mosquitto on a free loopback port, started for one test and stopped by PID.
+final class Broker: @unchecked Sendable {
+    let port: Int
+    let dir: URL
+    private(set) var process: ChildProcess?
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("fw-broker-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        port = try freePort()
+        try """
+            listener \(port) 127.0.0.1
+            allow_anonymous true
+            max_queued_messages 0
+            max_inflight_messages 0
+            persistence false
+            log_dest stderr
+            log_type error
+            log_type warning
+            log_type notice
+            log_type information
+            """.write(to: dir.appendingPathComponent("mosquitto.conf"), atomically: true, encoding: .utf8)
+        try start()
+    }
+
+    /// Starts mosquitto and returns once it logs that it is listening (read from its log, no sleep).
+    func start() throws {
+        let exe = FileManager.default.isExecutableFile(atPath: "/usr/sbin/mosquitto") ? "/usr/sbin/mosquitto" : "/usr/bin/mosquitto"
+        let p = try ChildProcess(exe, ["-c", dir.appendingPathComponent("mosquitto.conf").path])
+        process = p
+        var log = ""
+        while !log.contains("Opening ipv4 listen socket on port \(port)") {
+            let d = p.readStderr()
+            if d.isEmpty { throw TestFailure("mosquitto exited before listening: \(log)") }
+            log += String(decoding: d, as: UTF8.self)
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        let drain = Thread { while !p.readStderr().isEmpty {} }
+        drain.start()
+        // The socket is open once the line is logged; one connect confirms it.
+        try waitForPort(port)
+    }
+
+    func stop() {
+        guard let p = process else { return }
+        p.signal(SIGTERM)
+        _ = p.wait()
+        process = nil
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+func freePort() throws -> Int {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(s) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard rc == 0 else { throw TestFailure("bind: \(errno)") }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+func waitForPort(_ port: Int, timeout: Double = 10) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        close(s)
+        if rc == 0 { return }
+        usleep(10_000)
+    }
+    throw TestFailure("nothing listens on port \(port)")
+}
+
+/// Waits for a condition on observable state (the database), polling every 20 ms.
+func eventually(timeout: Double = 30, _ what: String, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if (try? condition()) == true { return }
+        usleep(20_000)
+    }
+    if try condition() { return }
+    throw TestFailure("timed out waiting for: \(what)")
+}
+
+/// The real `fleetwatch ingest` binary as a child process.
+final class Ingester: @unchecked Sendable {
+    let process: ChildProcess
+    private var logLock = NSLock()
+    private var logText = ""
+
+    init(broker: Broker, db: String, extra: [String] = []) throws {
+        process = try ChildProcess(
+            productsDir().appendingPathComponent("fleetwatch").path,
+            ["ingest", "--broker", "127.0.0.1:\(broker.port)", "--db", db, "--client-id", "ingest-\(broker.port)"] + extra)
+        let p = process
+        let reader = Thread { [weak self] in
+            while true {
+                let d = p.readStderr()
+                guard let self, !d.isEmpty else { return }
+                self.logLock.lock()
+                self.logText += String(decoding: d, as: UTF8.self)
+                self.logLock.unlock()
+            }
+        }
+        reader.start()
+        // Ready when it says it is connected (its own log line, no sleep).
+        try eventually(timeout: 15, "ingester connected") { log.contains("connected to broker") }
+    }
+
+    var log: String {
+        logLock.lock()
+        defer { logLock.unlock() }
+        return logText
+    }
+
+    func signal(_ sig: Int32) { process.signal(sig) }
+
+    /// Waits for exit and returns the exit status (128 + signal when killed).
+    func wait() -> Int32 { process.wait() }
+}
+
+/// A child process spawned with an empty signal mask and default dispositions.
+///
+/// Foundation's `Process` spawns from a dispatch worker thread whose mask blocks every signal,
+/// and children inherit it: a mosquitto or ingester started that way ignores SIGTERM.
+final class ChildProcess: @unchecked Sendable {
+    let pid: pid_t
+    private let stderrFD: Int32
+    private var status: Int32?
+    private let lock = NSLock()
+
+    init(_ path: String, _ args: [String]) throws {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw TestFailure("pipe failed") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var p: pid_t = 0
+        let rc = posix_spawn(&p, path, &actions, &attr, argv, environ)
+        posix_spawn_file_actions_destroy(&actions)
+        posix_spawnattr_destroy(&attr)
+        close(fds[1])
+        guard rc == 0 else {
+            close(fds[0])
+            throw TestFailure("spawning \(path): \(String(cString: strerror(rc)))")
+        }
+        pid = p
+        stderrFD = fds[0]
+    }
+
+    /// Blocks for the next chunk of stderr; empty at end of file.
+    func readStderr() -> Data {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let n = buf.withUnsafeMutableBytes { read(stderrFD, $0.baseAddress, $0.count) }
+        return n > 0 ? Data(buf[0..<n]) : Data()
+    }
+
+    func signal(_ sig: Int32) { kill(pid, sig) }
+
+    func wait() -> Int32 {
+        lock.lock()
+        defer { lock.unlock() }
+        if let status { return status }
+        var st: Int32 = 0
+        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+        // WIFEXITED / WEXITSTATUS / WTERMSIG by hand (macros are not imported).
+        let s: Int32 = (st & 0x7f) == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)
+        status = s
+        return s
+    }
+
+    deinit {
+        if status == nil {
+            kill(pid, SIGKILL)
+            _ = wait()
+        }
+        close(stderrFD)
+    }
+}
+
+func productsDir() -> URL {
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    while url.pathComponents.count > 1 {
+        url.deleteLastPathComponent()
+        if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("fleetwatch").path) { return url }
+    }
+    fatalError("fleetwatch binary not found next to the tests")
+}
+
+/// A fleet of test devices publishing real telemetry at QoS 1, keeping every message so it can
+/// honour replay requests on `fleet/<id>/replay` (as fleet-agent does from its buffer).
+final class TestFleet: MQTTClientDelegate, @unchecked Sendable {
+    let lock = NSLock()
+    var sent: [String: [Int64: [UInt8]]] = [:]
+    var replaysServed = 0
+    var client: MQTTClient!
+
+    init(broker: Broker, id: String = "test-fleet-\(UUID().uuidString.prefix(8))") throws {
+        var o = MQTTOptions(host: "127.0.0.1", port: broker.port, clientID: id)
+        o.cleanStart = false
+        client = try MQTTClient(o, delegate: self)
+        try client.subscribe("fleet/+/replay", qos: 1)
+        try client.start()
+    }
+
+    static func message(_ device: String, _ seq: Int64, version: String = "1.4.0") -> TelemetryMessage {
+        let ts: Int64 = 1_764_417_600_000 + seq * 10_000
+        var sketch = DDSketch()
+        var hist = [Int64](repeating: 0, count: 10)
+        for i in 0..<9 { sketch.insert(15_000 + Double(i * 100)); hist[9] += 1 }
+        return TelemetryMessage(
+            schemaVersion: 1, deviceID: device, seq: seq, sentAtMs: ts,
+            device: DeviceInfo(sku: "orin-nano-8g", firmware: "5.1.2", agent: "0.3.0"),
+            model: ModelInfo(name: "defect-detector", version: version, sha256: String(repeating: "e", count: 64)),
+            records: [.inference(InferenceRecord(tsMs: ts, windowMs: 10_000, count: 10, errors: 1, latencyUs: sketch, confidenceHist: hist, classCounts: [ClassCount(name: "ok", count: 9)]))])
+    }
+
+    func publish(_ device: String, _ seq: Int64, bytes: [UInt8]? = nil, topicDevice: String? = nil) throws {
+        let b = bytes ?? TelemetryEncoder.encode(Self.message(device, seq))
+        lock.lock()
+        sent[device, default: [:]][seq] = b
+        lock.unlock()
+        try client.publish("fleet/\(topicDevice ?? device)/telemetry", b, qos: 1)
+    }
+
+    func mqttMessage(topic: String, payload: UnsafeRawBufferPointer, qos: Int32, retained: Bool) {
+        let parts = topic.split(separator: "/")
+        guard parts.count == 3, parts[2] == "replay" else { return }
+        let text = String(decoding: payload, as: UTF8.self)
+        func field(_ name: String) -> Int64? {
+            guard let r = text.range(of: "\"\(name)\":") else { return nil }
+            return Int64(text[r.upperBound...].prefix { $0.isNumber })
+        }
+        guard let from = field("from_seq"), let to = field("to_seq") else { return }
+        let device = String(parts[1])
+        lock.lock()
+        let msgs = (from...to).compactMap { s in sent[device]?[s].map { (s, $0) } }
+        replaysServed += 1
+        lock.unlock()
+        for (_, b) in msgs { _ = try? client.publish("fleet/\(device)/telemetry", b, qos: 1) }
+    }
+
+    func mqttConnected(code: Int32, sessionPresent: Bool) {}
+    func mqttDisconnected(code: Int32) {}
+
+    func stop() { client.stop() }
+}
+
+final class TempDir {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("fw-ingest-\(UUID().uuidString)")
+    init() { try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
+    deinit { try? FileManager.default.removeItem(at: url) }
+    var db: String { url.appendingPathComponent("fleet.db").path }
+}
+
+func counters(_ db: String) throws -> IngestCounters {
+    try StoreReader(path: db).ingestCounters()
+}
+

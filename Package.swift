@@ -36,12 +36,15 @@ let package = Package(
         .target(name: "FleetCore", swiftSettings: strict),
 
         // MARK: - Adapters: one C library or protocol each
-        .target(name: "FleetStore", dependencies: ["FleetCore", "CSQLite"], swiftSettings: strict),
+        .target(name: "SQLiteKit", dependencies: ["CSQLite"], swiftSettings: strict),
+        .target(name: "FleetStore", dependencies: ["FleetCore", "SQLiteKit", "CSQLite"], swiftSettings: strict),
         .target(name: "FleetMQTT", dependencies: ["CMosquitto"], swiftSettings: strict),
         .target(
             name: "FleetIngest",
             dependencies: ["FleetCore", "FleetStore", "FleetMQTT", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+
+        .target(name: "FleetTUI", dependencies: ["FleetCore", "FleetStore", "CNCurses"], swiftSettings: strict),
 
         // MARK: - Edge: what runs on a device (no ncurses)
         .target(
@@ -52,6 +55,10 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
+        .target(
+            name: "FleetAgent",
+            dependencies: ["FleetCore", "EdgeRuntime", "FleetMQTT", "SQLiteKit"],
+            swiftSettings: strict),
 
         // MARK: - Executables: argument parsing and wiring only
         .executableTarget(
@@ -61,6 +68,7 @@ let package = Package(
                 "FleetStore",
                 "FleetIngest",
                 "FleetMQTT",
+                "FleetTUI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -70,12 +78,13 @@ let package = Package(
             dependencies: [
                 "FleetCore",
                 "EdgeRuntime",
+                "FleetAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
         .executableTarget(
             name: "fleetwatch-bench",
-            dependencies: ["FleetCore", "FleetStore", "EdgeRuntime", "CSQLite"],
+            dependencies: ["FleetCore", "FleetStore", "EdgeRuntime", "SQLiteKit"],
             swiftSettings: strict),
 
         // MARK: - Tests
@@ -84,10 +93,16 @@ let package = Package(
             resources: [],
             swiftSettings: strict),
         .testTarget(
-            name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore"],
+            name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore", "SQLiteKit"],
             swiftSettings: strict),
         .testTarget(
-            name: "IngestTests", dependencies: ["FleetIngest", "FleetMQTT", "FleetStore", "FleetCore"],
+            name: "IngestTests", dependencies: ["FleetIngest", "FleetMQTT", "FleetStore", "FleetCore", "SQLiteKit"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "FleetTUITests", dependencies: ["FleetTUI", "FleetStore", "FleetCore"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "FleetAgentTests", dependencies: ["FleetAgent", "FleetMQTT", "FleetCore", "EdgeRuntime"],
             swiftSettings: strict),
         .testTarget(
             name: "EdgeRuntimeTests", dependencies: ["EdgeRuntime"],

@@ -1,5 +1,6 @@
 import CSQLite
 import FleetCore
+import SQLiteKit
 
 /// Compact binary forms of the values rollups merge, and the SQL functions that merge them.
 ///

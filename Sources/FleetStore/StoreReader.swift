@@ -1,4 +1,5 @@
 import FleetCore
+import SQLiteKit
 
 /// Read-only access to a fleet database for the CLI and the TUI.
 ///

@@ -1,4 +1,5 @@
 import FleetCore
+import SQLiteKit
 
 /// The single writer of a fleet database: batches of messages in one transaction each.
 ///

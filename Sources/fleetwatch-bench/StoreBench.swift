@@ -1,5 +1,6 @@
 import FleetCore
 import FleetStore
+import SQLiteKit
 import Foundation
 
 // MARK: - Realistic traffic

@@ -1,5 +1,6 @@
 import FleetCore
 import Foundation
+import SQLiteKit
 import Testing
 
 @testable import FleetStore

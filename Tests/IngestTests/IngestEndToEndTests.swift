@@ -2,6 +2,7 @@ import FleetCore
 import FleetMQTT
 import FleetStore
 import Foundation
+import SQLiteKit
 import Testing
 
 #if canImport(Glibc)

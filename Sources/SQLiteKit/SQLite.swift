@@ -19,7 +19,8 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
 /// own it; SQLite is built THREADSAFE=1 (serialized), so even a mistaken concurrent call cannot
 /// corrupt memory, only interleave.
 public final class SQLiteConnection: @unchecked Sendable {
-    let db: OpaquePointer
+    /// The raw `sqlite3 *`, for adapter code that registers functions or reads C-level state.
+    public let db: OpaquePointer
     public let path: String
     public let readOnly: Bool
     private var cache: [String: Statement] = [:]
@@ -47,7 +48,7 @@ public final class SQLiteConnection: @unchecked Sendable {
         sqlite3_close_v2(db)
     }
 
-    func error(_ rc: Int32, _ context: @autoclosure () -> String) -> SQLiteError {
+    public func error(_ rc: Int32, _ context: @autoclosure () -> String) -> SQLiteError {
         SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(db)), context: context())
     }
 

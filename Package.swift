@@ -84,7 +84,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "fleetwatch-bench",
-            dependencies: ["FleetCore", "FleetStore", "EdgeRuntime", "SQLiteKit"],
+            dependencies: ["FleetCore", "FleetStore", "EdgeRuntime", "SQLiteKit", "FleetIngest", "FleetMQTT"],
             swiftSettings: strict),
 
         // MARK: - Tests

@@ -53,6 +53,15 @@ public protocol MQTTClientDelegate: AnyObject, Sendable {
     func mqttConnected(code: Int32, sessionPresent: Bool)
     /// Disconnected: `code` 0 when we asked, anything else means libmosquitto will reconnect.
     func mqttDisconnected(code: Int32)
+    /// A publish left our hands: for QoS 1 the broker's PUBACK arrived (QoS 0: it was written to
+    /// the socket). `reasonCode` is the MQTT 5 PUBACK reason (0 success, 0x10 no subscribers;
+    /// >= 0x80 the broker refused it: not delivered). Always 0 under MQTT 3.1.1.
+    func mqttPublished(mid: Int32, reasonCode: Int32)
+}
+
+extension MQTTClientDelegate {
+    /// Default: ignore acknowledgements (subscribers and fire-and-forget publishers).
+    public func mqttPublished(mid: Int32, reasonCode: Int32) {}
 }
 
 /// A libmosquitto client: the only code that touches libmosquitto (with MQTTBroker in tests).
@@ -111,6 +120,10 @@ public final class MQTTClient: @unchecked Sendable {
             let client = Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue()
             if rc == 0 { client.resubscribe() }
             client.delegate?.mqttConnected(code: rc, sessionPresent: flags & 1 != 0)
+        }
+        mosquitto_publish_v5_callback_set(mosq) { _, obj, mid, reasonCode, _ in
+            guard let obj else { return }
+            Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().delegate?.mqttPublished(mid: mid, reasonCode: reasonCode)
         }
         mosquitto_disconnect_v5_callback_set(mosq) { _, obj, rc, _ in
             guard let obj else { return }

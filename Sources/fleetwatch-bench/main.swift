@@ -128,7 +128,8 @@ case "sketch": benchSketch()
 case "edge": benchEdge()
 case "store-write": try benchStoreWrite()
 case "store-query": try benchStoreQuery()
+case "ingest": try benchIngest()
 default:
-    print("usage: fleetwatch-bench decode [--seconds S] [--file PATH] | sketch [--seconds S] | edge [--runs N] [--models DIR] [--no-ort] [--profile] | store-write [--devices N] [--messages M] [--batch B] | store-query [--devices N]")
+    print("usage: fleetwatch-bench decode [--seconds S] [--file PATH] | sketch [--seconds S] | edge [--runs N] [--models DIR] [--no-ort] [--profile] | store-write [--devices N] [--messages M] [--batch B] | store-query [--devices N] | ingest [--messages N] [--devices D]")
     exit(args.isEmpty ? 0 : 2)
 }

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetIngest
 import FleetMQTT
 import FleetStore
 import Foundation
@@ -144,78 +145,6 @@ final class Ingester: @unchecked Sendable {
 
     /// Waits for exit and returns the exit status (128 + signal when killed).
     func wait() -> Int32 { process.wait() }
-}
-
-/// A child process spawned with an empty signal mask and default dispositions.
-///
-/// Foundation's `Process` spawns from a dispatch worker thread whose mask blocks every signal,
-/// and children inherit it: a mosquitto or ingester started that way ignores SIGTERM.
-final class ChildProcess: @unchecked Sendable {
-    let pid: pid_t
-    private let stderrFD: Int32
-    private var status: Int32?
-    private let lock = NSLock()
-
-    init(_ path: String, _ args: [String]) throws {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw TestFailure("pipe failed") }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var p: pid_t = 0
-        let rc = posix_spawn(&p, path, &actions, &attr, argv, environ)
-        posix_spawn_file_actions_destroy(&actions)
-        posix_spawnattr_destroy(&attr)
-        close(fds[1])
-        guard rc == 0 else {
-            close(fds[0])
-            throw TestFailure("spawning \(path): \(String(cString: strerror(rc)))")
-        }
-        pid = p
-        stderrFD = fds[0]
-    }
-
-    /// Blocks for the next chunk of stderr; empty at end of file.
-    func readStderr() -> Data {
-        var buf = [UInt8](repeating: 0, count: 65536)
-        let n = buf.withUnsafeMutableBytes { read(stderrFD, $0.baseAddress, $0.count) }
-        return n > 0 ? Data(buf[0..<n]) : Data()
-    }
-
-    func signal(_ sig: Int32) { kill(pid, sig) }
-
-    func wait() -> Int32 {
-        lock.lock()
-        defer { lock.unlock() }
-        if let status { return status }
-        var st: Int32 = 0
-        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
-        // WIFEXITED / WEXITSTATUS / WTERMSIG by hand (macros are not imported).
-        let s: Int32 = (st & 0x7f) == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)
-        status = s
-        return s
-    }
-
-    deinit {
-        if status == nil {
-            kill(pid, SIGKILL)
-            _ = wait()
-        }
-        close(stderrFD)
-    }
 }
 
 func productsDir() -> URL {

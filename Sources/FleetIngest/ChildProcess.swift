@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+public struct SpawnError: Error, CustomStringConvertible {
+    public var description: String
+    public init(description: String) { self.description = description }
+}
+
+/// A child process spawned with an empty signal mask and default dispositions.
+///
+/// Used by tests, benchmarks and `demo` to run brokers and ingesters. Foundation's `Process` spawns from a dispatch worker thread whose mask blocks every signal,
+/// and children inherit it: a mosquitto or ingester started that way ignores SIGTERM.
+public final class ChildProcess: @unchecked Sendable {
+    public let pid: pid_t
+    private let stderrFD: Int32
+    private var status: Int32?
+    private var lock = pthread_mutex_t()
+
+    /// Starts `path` with `args`; stdout goes to /dev/null, stderr to a pipe read with `readStderr`.
+    public init(_ path: String, _ args: [String]) throws {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw SpawnError(description: "pipe failed") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var p: pid_t = 0
+        let rc = posix_spawn(&p, path, &actions, &attr, argv, environ)
+        posix_spawn_file_actions_destroy(&actions)
+        posix_spawnattr_destroy(&attr)
+        close(fds[1])
+        guard rc == 0 else {
+            close(fds[0])
+            throw SpawnError(description: "spawning \(path): \(String(cString: strerror(rc)))")
+        }
+        pid = p
+        stderrFD = fds[0]
+        pthread_mutex_init(&lock, nil)
+    }
+
+    /// Blocks for the next chunk of stderr; empty at end of file.
+    public func readStderr() -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let n = buf.withUnsafeMutableBytes { read(stderrFD, $0.baseAddress, $0.count) }
+        return n > 0 ? Array(buf[0..<n]) : []
+    }
+
+    public func signal(_ sig: Int32) { kill(pid, sig) }
+
+    /// Waits for exit: the exit status, or 128 + the signal that killed it.
+    public func wait() -> Int32 {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        if let status { return status }
+        var st: Int32 = 0
+        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+        // WIFEXITED / WEXITSTATUS / WTERMSIG by hand (macros are not imported).
+        let s: Int32 = (st & 0x7f) == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)
+        status = s
+        return s
+    }
+
+    deinit {
+        if status == nil {
+            kill(pid, SIGKILL)
+            _ = wait()
+        }
+        close(stderrFD)
+    }
+}
+

@@ -1,0 +1,216 @@
+import FleetCore
+import FleetIngest
+import FleetMQTT
+import FleetStore
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Counts messages on a topic filter, and publishes (the benchmark's load generator and its
+/// null subscriber, both against libmosquitto through FleetMQTT).
+final class BenchClient: MQTTClientDelegate, @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var _count = 0
+    private var _firstNs: UInt64 = 0
+    private var _lastNs: UInt64 = 0
+    private var _connected = false
+    private var acked = pthread_cond_t()
+    private var outstanding = 0
+    var client: MQTTClient!
+
+    init(port: Int, id: String, subscribe: String?) throws {
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&acked, nil)
+        var o = MQTTOptions(host: "127.0.0.1", port: port, clientID: id)
+        o.cleanStart = true
+        client = try MQTTClient(o, delegate: self)
+        if let subscribe { try client.subscribe(subscribe, qos: 1) }
+        try client.start()
+        while !connected { usleep(1000) }
+    }
+
+    var connected: Bool { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return _connected }
+    var count: Int { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return _count }
+    var window: (UInt64, UInt64) { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return (_firstNs, _lastNs) }
+
+    func mqttMessage(topic: String, payload: UnsafeRawBufferPointer, qos: Int32, retained: Bool) {
+        let t = monotonicNs()
+        pthread_mutex_lock(&mutex)
+        if _count == 0 { _firstNs = t }
+        _count += 1
+        _lastNs = t
+        pthread_mutex_unlock(&mutex)
+    }
+
+    func mqttConnected(code: Int32, sessionPresent: Bool) {
+        pthread_mutex_lock(&mutex)
+        _connected = code == 0
+        pthread_mutex_unlock(&mutex)
+    }
+
+    func mqttDisconnected(code: Int32) {}
+
+    func mqttPublished(mid: Int32, reasonCode: Int32) {
+        pthread_mutex_lock(&mutex)
+        outstanding -= 1
+        pthread_cond_signal(&acked)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    /// Publishes at QoS 1 keeping at most `window` messages unacknowledged (a device-like
+    /// publisher; libmosquitto degrades when handed hundreds of thousands at once).
+    func publish(_ topic: String, _ payload: [UInt8], window: Int) throws {
+        pthread_mutex_lock(&mutex)
+        while outstanding >= window { pthread_cond_wait(&acked, &mutex) }
+        outstanding += 1
+        pthread_mutex_unlock(&mutex)
+        try client.publish(topic, payload, qos: 1)
+    }
+
+    func waitAllAcked() {
+        pthread_mutex_lock(&mutex)
+        while outstanding > 0 { pthread_cond_wait(&acked, &mutex) }
+        pthread_mutex_unlock(&mutex)
+    }
+}
+
+func rssKiB(_ pid: pid_t, field: String = "VmHWM") -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+    for line in s.split(separator: "\n") where line.hasPrefix(field + ":") {
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0
+    }
+    return 0
+}
+
+func benchIngest() throws {
+    let n = Int(option("--messages") ?? "200000") ?? 200_000
+    let devices = Int(option("--devices") ?? "1000") ?? 1000
+    let dir = (ProcessInfo.processInfo.environment["BENCH_DIR"] ?? NSTemporaryDirectory()) + "/fw-ingest-bench-\(getpid())"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    // Typical v1 messages (the decode benchmark's fixture shape), one per device in turn.
+    var fleet = SyntheticFleet(devices: devices)
+    print("end-to-end ingest: \(n) messages from \(devices) devices at QoS 1; publisher, broker and subscriber share 2 cores")
+    var payloads: [(String, [UInt8])] = []
+    payloads.reserveCapacity(n)
+    for i in 0..<n {
+        var m = fleet.message(device: i % devices, n: Int64(i / devices))
+        m.schemaVersion = 1
+        m.device.accelerator = DeviceInfo.unknownAccelerator
+        payloads.append(("fleet/\(m.deviceID)/telemetry", TelemetryEncoder.encode(m)))
+    }
+    let bytes = payloads.reduce(0) { $0 + $1.1.count }
+    print("  payload: \(bytes / n) bytes/message on average")
+
+    // The broker, tuned as docs/operations.md says (no silent drops to slow subscribers).
+    let port = Int(freePortForBench())
+    let conf = dir + "/mosquitto.conf"
+    try "listener \(port) 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\npersistence false\n".write(toFile: conf, atomically: true, encoding: .utf8)
+    let broker = try ChildProcess("/usr/sbin/mosquitto", ["-c", conf])
+    defer { broker.signal(SIGTERM); _ = broker.wait() }
+    waitForTCP(port)
+
+    /// Publishes everything; the returned client must stay alive until delivery is complete
+    /// (libmosquitto queues QoS 1 messages and sends them as the broker acknowledges).
+    func publishAll() throws -> (UInt64, BenchClient) {
+        let pub = try BenchClient(port: port, id: "bench-pub-\(getpid())-\(monotonicNs())", subscribe: nil)
+        let start = monotonicNs()
+        for (topic, p) in payloads { try pub.publish(topic, p, window: 500) }
+        pub.waitAllAcked()
+        return (start, pub)
+    }
+    func waitFor(_ done: () throws -> Bool) rethrows { while try !done() { usleep(2000) } }
+
+    // 1. The broker's own delivery rate to a subscriber that does nothing.
+    let null = try BenchClient(port: port, id: "bench-null-\(getpid())", subscribe: "fleet/+/telemetry")
+    let (t0, pub0) = try publishAll()
+    waitFor { null.count >= n }
+    pub0.client.stop()
+    let brokerRate = Double(n) / (Double(null.window.1 - t0) / 1e9)
+    null.client.stop()
+    print("  broker -> null subscriber:            \(fmt(brokerRate)) msgs/s")
+
+    // 2. fleetwatch ingest, the real binary.
+    let db = dir + "/fleet.db"
+    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fleetwatch").path
+    let ingester = try ChildProcess(exe, ["ingest", "--broker", "127.0.0.1:\(port)", "--db", db, "--client-id", "bench-ingest", "--max-rate", "1000000", "--burst", "1000000"])
+    var log = ""
+    while !log.contains("connected to broker") {
+        let d = ingester.readStderr()
+        if d.isEmpty { throw SpawnError(description: "ingester exited: \(log)") }
+        log += String(decoding: d, as: UTF8.self)
+    }
+    let drain = Thread { while !ingester.readStderr().isEmpty {} }
+    drain.start()
+    let reader = try StoreReader(path: db)
+    let (t1, pub1) = try publishAll()
+    var peak = 0
+    try waitFor {
+        peak = max(peak, rssKiB(ingester.pid, field: "VmRSS"))
+        return try reader.ingestCounters().stored >= Int64(n)
+    }
+    let t2 = monotonicNs()
+    pub1.client.stop()
+    let ours = Double(n) / (Double(t2 - t1) / 1e9)
+    let hwm = rssKiB(ingester.pid)
+    ingester.signal(SIGTERM)
+    _ = ingester.wait()
+    print("  fleetwatch ingest (publish -> commit): \(fmt(ours)) msgs/s, peak RSS \(hwm / 1024) MiB")
+
+    // 3. The naive Python ingester, same messages.
+    var naive: Double?
+    let script = "Benchmarks/naive_ingester.py"
+    if FileManager.default.fileExists(atPath: script) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-u", script, String(port), dir + "/naive.db", String(n)]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let h = out.fileHandleForReading
+        var text = ""
+        while !text.contains("ready") { let d = h.availableData; if d.isEmpty { break }; text += String(decoding: d, as: UTF8.self) }
+        if text.contains("ready") {
+            let (_, pub2) = try publishAll()
+            let rest = h.readDataToEndOfFile()
+            pub2.client.stop()
+            p.waitUntilExit()
+            let parts = String(decoding: rest, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if parts.count >= 2, let got = Double(parts[0]), let secs = Double(parts[1]), secs > 0 { naive = got / secs }
+        }
+    }
+    if let naive {
+        print("  naive Python ingester (paho + json + sqlite3 executemany): \(fmt(naive)) msgs/s")
+    } else {
+        print("  naive Python ingester: skipped (pip install paho-mqtt)")
+    }
+    print("  ratio: \(fmt(ours / brokerRate)) of the broker's delivery rate\(naive.map { ", \(fmt(ours / $0))x the naive ingester" } ?? "")   goal: >= 0.9 and >= 4x")
+}
+
+func freePortForBench() -> UInt16 {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(s) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
+    return UInt16(bigEndian: addr.sin_port)
+}
+
+func waitForTCP(_ port: Int) {
+    while true {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        close(s)
+        if rc == 0 { return }
+        usleep(5000)
+    }
+}

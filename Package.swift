@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
@@ -34,6 +35,9 @@ let package = Package(
 
         // MARK: - Pure core: no I/O, no clock, no C
         .target(name: "FleetCore", swiftSettings: strict),
+
+        /// Rules: alerts.yaml parsing, the alert state machine, templates. Pure (Yams parses text).
+        .target(name: "FleetRules", dependencies: ["FleetCore", "Yams"], swiftSettings: strict),
 
         // MARK: - Adapters: one C library or protocol each
         .target(name: "SQLiteKit", dependencies: ["CSQLite"], swiftSettings: strict),
@@ -69,6 +73,7 @@ let package = Package(
                 "FleetIngest",
                 "FleetMQTT",
                 "FleetTUI",
+                "FleetRules",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -97,6 +102,9 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "IngestTests", dependencies: ["FleetIngest", "FleetMQTT", "FleetStore", "FleetCore", "SQLiteKit"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "FleetRulesTests", dependencies: ["FleetRules", "FleetCore"],
             swiftSettings: strict),
         .testTarget(
             name: "FleetTUITests", dependencies: ["FleetTUI", "FleetStore", "FleetCore"],

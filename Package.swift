@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "FleetMQTT", dependencies: ["CMosquitto"], swiftSettings: strict),
         .target(
             name: "FleetIngest",
-            dependencies: ["FleetCore", "FleetStore", "FleetMQTT", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["FleetCore", "FleetStore", "FleetMQTT", "FleetRules", "SQLiteKit", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
 
         .target(name: "FleetTUI", dependencies: ["FleetCore", "FleetStore", "CNCurses"], swiftSettings: strict),

@@ -1,5 +1,7 @@
 import FleetCore
 import FleetMQTT
+import FleetRules
+import Foundation
 import FleetStore
 import Logging
 
@@ -55,8 +57,13 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
     var logger: Logger
     private var limiter: RateLimiter
     private var scheduler: ReplayScheduler
-    /// Called on the writer thread after each committed batch (alert evaluation hooks in here).
+    /// Called on the writer thread after each committed batch.
     public var afterBatch: ((BatchOutcome) -> Void)?
+    /// Alert rules, evaluated on event time after each batch (set before `run`).
+    public private(set) var alerts: AlertEngine?
+    private var eventClockMs: Int64 = .min
+    private var pendingRules: RulesFile?
+    private var rulesLock = NSLock()
 
     enum QueueItem {
         case ingest(IngestItem)
@@ -82,6 +89,18 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
     public func stop() {
         client?.stop()
         queue.close()
+    }
+
+    /// Loads alert rules; evaluation runs on the writer thread after each batch.
+    public func enableAlerts(_ rules: RulesFile) throws {
+        alerts = try AlertEngine(rules: rules, dbPath: config.dbPath, writer: writer)
+    }
+
+    /// Swaps the rules from any thread (SIGHUP); applied before the next evaluation.
+    public func reloadRules(_ rules: RulesFile) {
+        rulesLock.lock()
+        pendingRules = rules
+        rulesLock.unlock()
     }
 
     // MARK: - Network thread
@@ -188,6 +207,21 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         metrics.batch(received: o.received, stored: o.stored, duplicates: o.duplicates, quarantined: o.quarantined, commitSeconds: Double(monotonicNs() - t) / 1e9)
         let now = wallClockMs()
         for g in o.newGaps { scheduler.gapOpened(deviceID: g.deviceID, range: g.fromSeq...g.toSeq, nowMs: now) }
+        eventClockMs = max(eventClockMs, o.maxSentAtMs)
+        if let alerts {
+            rulesLock.lock()
+            let swap = pendingRules
+            pendingRules = nil
+            rulesLock.unlock()
+            if let swap {
+                try alerts.reload(swap)
+                logger.notice("rules reloaded", metadata: ["rules": "\(swap.allRules.count)"])
+            }
+            if eventClockMs > .min {
+                let queued = try alerts.evaluate(nowMs: eventClockMs)
+                if queued > 0 { logger.info("notifications queued", metadata: ["count": "\(queued)"]) }
+            }
+        }
         afterBatch?(o)
     }
 

@@ -129,6 +129,20 @@ enum StoreSchema {
         -- Ingest counters, committed with what they count.
         CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
         """,
+        // 1 -> 2: alert state (one row per alert instance, kept across restarts) and the
+        // notification outbox (written before sending, removed on a 2xx).
+        """
+        CREATE TABLE alerts(
+            fingerprint TEXT PRIMARY KEY, rule_group TEXT NOT NULL, alertname TEXT NOT NULL, severity TEXT NOT NULL,
+            state TEXT NOT NULL, labels TEXT NOT NULL, annotations TEXT NOT NULL, value REAL,
+            active_at INTEGER NOT NULL, fired_at INTEGER, resolved_at INTEGER, last_true_at INTEGER NOT NULL,
+            last_sent_at INTEGER, last_sent_state TEXT, updated_at INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE INDEX alerts_state ON alerts(state, alertname);
+        CREATE TABLE outbox(
+            id INTEGER PRIMARY KEY, receiver TEXT NOT NULL, created_ms INTEGER NOT NULL, group_key TEXT NOT NULL,
+            body BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL, last_error TEXT);
+        CREATE INDEX outbox_due ON outbox(receiver, id);
+        """,
     ]
 
     static var currentVersion: Int { migrations.count }

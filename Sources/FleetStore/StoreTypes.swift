@@ -75,6 +75,8 @@ public struct BatchOutcome: Sendable, Equatable {
     public var duplicates = 0
     public var quarantined: [String: Int] = [:]
     public var records = 0
+    /// The newest device time (`sent_at_ms`) among the stored messages: the event clock.
+    public var maxSentAtMs: Int64 = .min
     /// Gaps that opened in this batch (a seq jumped), for replay requests.
     public var newGaps: [SeqGap] = []
 

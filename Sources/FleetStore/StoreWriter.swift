@@ -18,7 +18,13 @@ public final class StoreWriter {
     private var devices: [String: DeviceState] = [:]
     private var cohorts: [CohortKey: Int64] = [:]
 
-    public init(path: String, options: StoreOptions = StoreOptions()) throws {
+    public convenience init(path: String, options: StoreOptions = StoreOptions()) throws {
+        try self.init(path: path, options: options, migrations: StoreSchema.migrations)
+    }
+
+    /// `migrations`: the schema steps this writer knows (tests open a database as an older
+    /// fleetwatch would).
+    init(path: String, options: StoreOptions = StoreOptions(), migrations: [String]) throws {
         self.options = options
         connection = try SQLiteConnection(path: path)
         try connection.execute("PRAGMA journal_mode=WAL")
@@ -30,7 +36,7 @@ public final class StoreWriter {
             PRAGMA secure_delete=OFF;
             """)
         try connection.registerMergeFunctions()
-        try Self.migrate(connection)
+        try Self.migrate(connection, migrations: migrations)
     }
 
     /// Brings the schema to the current version; refuses a database from a newer fleetwatch.
@@ -197,6 +203,7 @@ public final class StoreWriter {
         }
         batch.dirtyDevices[device.dev] = device
         batch.outcome.stored += 1
+        batch.outcome.maxSentAtMs = max(batch.outcome.maxSentAtMs, m.sentAtMs)
         let cohort = try cohortID(CohortKey(m))
 
         // Registry: the attributes of the highest seq win; a change is recorded as it happens.

@@ -3,6 +3,7 @@ import Dispatch
 import FleetCore
 import FleetIngest
 import FleetMQTT
+import FleetRules
 import FleetStore
 import Foundation
 import Logging
@@ -27,6 +28,9 @@ struct Ingest: ParsableCommand {
 
     @Option(help: "Captured traffic to replay ('-' for stdin).")
     var file: String?
+
+    @Option(help: "Alert rules (alerts.yaml): evaluated on event time after every batch; SIGHUP reloads.")
+    var rules: String?
 
     @Option(help: "MQTT client id; with it the broker keeps our session (and queued messages) across restarts.")
     var clientID: String = "fleetwatch-ingest"
@@ -77,13 +81,25 @@ struct Ingest: ParsableCommand {
     }
 
     func run() throws {
-        if let file { return try ingestFile(file) }
-        try ingestLive()
+        let ruleSet = try rules.map(loadRules)
+        if let file { return try ingestFile(file, rules: ruleSet) }
+        try ingestLive(rules: ruleSet)
+    }
+
+    /// Parses the rules file; any problem is reported (file:line:column) and is fatal at start.
+    func loadRules(_ path: String) throws -> RulesFile {
+        guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot read rules file \(path)") }
+        switch RulesParser.parse(String(decoding: data, as: UTF8.self), file: path) {
+        case .success(let r): return r
+        case .failure(let e):
+            for err in e.errors { printError(err.description) }
+            throw fail("\(path): \(e.errors.count) problem(s); fix them or run 'fleetwatch rules check \(path)'")
+        }
     }
 
     // MARK: Live
 
-    func ingestLive() throws {
+    func ingestLive(rules ruleSet: RulesFile?) throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "fleetwatch.ingest")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
@@ -102,7 +118,10 @@ struct Ingest: ParsableCommand {
         config.ratePerDevice = maxRate
         config.burstPerDevice = burst
         let pipeline: IngestPipeline
-        do { pipeline = try IngestPipeline(config: config, logger: logger) } catch { throw fail("cannot open \(database.db): \(error)") }
+        do {
+            pipeline = try IngestPipeline(config: config, logger: logger)
+            if let ruleSet { try pipeline.enableAlerts(ruleSet) }
+        } catch { throw fail("cannot open \(database.db): \(error)") }
 
         var metricsServer: MetricsServer?
         if let listen = metricsListen {
@@ -116,7 +135,21 @@ struct Ingest: ParsableCommand {
         let signals = SignalHandlers()
         signals.on(SIGTERM) { log.info("SIGTERM: finishing"); pipeline.stop() }
         signals.on(SIGINT) { log.info("SIGINT: finishing"); pipeline.stop() }
-        signals.on(SIGHUP) { log.notice("SIGHUP: no rules file loaded (alert rules arrive with --rules)") }
+        let rulesPath = rules
+        signals.on(SIGHUP) {
+            guard let rulesPath else {
+                log.notice("SIGHUP: no --rules file to reload")
+                return
+            }
+            guard let data = FileManager.default.contents(atPath: rulesPath) else {
+                log.error("SIGHUP: cannot read \(rulesPath); keeping the current rules")
+                return
+            }
+            switch RulesParser.parse(String(decoding: data, as: UTF8.self), file: rulesPath) {
+            case .success(let r): pipeline.reloadRules(r)
+            case .failure(let e): log.error("SIGHUP: \(rulesPath) has problems; keeping the current rules", metadata: ["problems": "\(e.description)"])
+            }
+        }
         do { try pipeline.run() } catch { throw fail("ingest stopped: \(error)") }
         metricsServer?.stop()
         _ = signals
@@ -124,9 +157,15 @@ struct Ingest: ParsableCommand {
 
     // MARK: File
 
-    func ingestFile(_ file: String) throws {
+    func ingestFile(_ file: String, rules ruleSet: RulesFile?) throws {
         let writer: StoreWriter
-        do { writer = try StoreWriter(path: database.db) } catch { throw fail("cannot open \(database.db): \(error)") }
+        var engine: AlertEngine?
+        do {
+            writer = try StoreWriter(path: database.db)
+            if let ruleSet { engine = try AlertEngine(rules: ruleSet, dbPath: database.db, writer: writer) }
+        } catch { throw fail("cannot open \(database.db): \(error)") }
+        var eventClock = Int64.min
+        var queued = 0
         let input: FileHandle
         if file == "-" { input = .standardInput } else {
             guard let h = FileHandle(forReadingAtPath: file) else { throw fail("cannot read \(file)") }
@@ -147,6 +186,8 @@ struct Ingest: ParsableCommand {
             total.records += o.records
             for (k, v) in o.quarantined { total.quarantined[k, default: 0] += v }
             items.removeAll(keepingCapacity: true)
+            eventClock = max(eventClock, o.maxSentAtMs)
+            if let engine, eventClock > .min { queued += try engine.evaluate(nowMs: eventClock) }
         }
         do {
             try LineReader(input).forEachLine { line in
@@ -179,7 +220,7 @@ struct Ingest: ParsableCommand {
             throw fail("ingest failed: \(error)")
         }
         let q = total.quarantined.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        printError("ingested \(total.received) telemetry messages: stored \(total.stored) (\(total.records) records), duplicates \(total.duplicates), quarantined \(total.quarantined.values.reduce(0, +))\(q.isEmpty ? "" : " (\(q))"); status lines \(statusLines)\(badStatus > 0 ? " (\(badStatus) malformed)" : ""); other topics skipped \(otherTopics)")
+        printError("ingested \(total.received) telemetry messages: stored \(total.stored) (\(total.records) records), duplicates \(total.duplicates), quarantined \(total.quarantined.values.reduce(0, +))\(q.isEmpty ? "" : " (\(q))"); status lines \(statusLines)\(badStatus > 0 ? " (\(badStatus) malformed)" : ""); other topics skipped \(otherTopics)\(engine == nil ? "" : "; notifications queued \(queued)")")
     }
 }
 

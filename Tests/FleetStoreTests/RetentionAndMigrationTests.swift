@@ -47,14 +47,26 @@ import Testing
 
     @Test func aNewerFleetwatchOpensAnOlderDatabase() throws {
         let db = TempDB()
-        // Version 1 database with data.
+        // A version-1 database (before alert state existed), written by a version-1 writer.
+        let old = try SQLiteConnection(path: db.path)
+        try StoreWriter.migrate(old, migrations: Array(StoreSchema.migrations.prefix(1)))
+        #expect(try old.scalar("PRAGMA user_version") == 1)
+        #expect(try old.scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'alerts'") == 0)
+        try old.execute("PRAGMA journal_mode=WAL")
+        try old.registerMergeFunctions()
+        _ = old
+        let w1 = try StoreWriterV1(path: db.path)
+        try w1.write([Device(id: "keep").message(seq: 1, at: t0, records: [Device.resources(at: t0)])])
+        // This build opens it: migrated to the current version, data kept.
         let w = try StoreWriter(path: db.path)
-        try w.write([Device(id: "keep").message(seq: 1, at: t0, records: [Device.resources(at: t0)])])
-        #expect(try w.connection.scalar("PRAGMA user_version") == 1)
-        // A future migration (here: adding a column) applied by a newer build keeps the data.
+        #expect(try w.connection.scalar("PRAGMA user_version") == Int64(StoreSchema.currentVersion))
+        #expect(try w.connection.scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'alerts'") == 1)
+        #expect(try w.connection.scalar("SELECT count(*) FROM devices WHERE device_id = 'keep'") == 1)
+        #expect(try w.write([Device(id: "keep").message(seq: 1, at: t0, records: [Device.resources(at: t0)])]).duplicates == 1)
+        // A future migration applied by a newer build keeps the data ...
         let c = try SQLiteConnection(path: db.path)
         try StoreWriter.migrate(c, migrations: StoreSchema.migrations + ["ALTER TABLE devices ADD COLUMN site TEXT;"])
-        #expect(try c.scalar("PRAGMA user_version") == 2)
+        #expect(try c.scalar("PRAGMA user_version") == Int64(StoreSchema.currentVersion + 1))
         #expect(try c.scalar("SELECT count(*) FROM devices WHERE device_id = 'keep' AND site IS NULL") == 1)
         // ... and this build then refuses the newer database with a clear error.
         #expect(throws: StoreError.self) { try StoreWriter(path: db.path) }
@@ -108,4 +120,13 @@ import Testing
         #expect(try r.ingestCounters().stored == 4001)
         #expect(reads > 1)
     }
+}
+
+/// A writer that knows only schema version 1 (what an older fleetwatch ran).
+final class StoreWriterV1 {
+    let writer: StoreWriter
+    init(path: String) throws {
+        writer = try StoreWriter(path: path, migrations: Array(StoreSchema.migrations.prefix(1)))
+    }
+    func write(_ m: [TelemetryMessage]) throws { try writer.write(m) }
 }

@@ -1,0 +1,897 @@
+import CSQLite
+import FleetCore
+import SQLiteKit
+
+/// Read-only queries for `fleetwatch top`: everything one dashboard frame shows, shaped so the
+/// TUI's loader can build a snapshot in a few milliseconds at 10k devices (docs/tui.md).
+/// Device-supplied strings are returned as stored; the TUI makes them inert before display.
+extension StoreReader {
+    // MARK: - Change detection
+
+    /// SQLite's `PRAGMA data_version`: changes whenever another connection commits. The loader
+    /// polls it (microseconds) and skips the whole snapshot when nothing was written.
+    public func dataVersion() throws -> Int64 {
+        try connection.scalar("PRAGMA data_version") ?? 0
+    }
+
+    /// Whether a table exists (the alert engine's `alerts` table arrives with its own migration).
+    public func hasTable(_ name: String) throws -> Bool {
+        let s = try connection.statement("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+        s.bind(1, name)
+        defer { s.reset() }
+        return try s.step()
+    }
+
+    /// The ingester's cumulative counters without the open-gap count (which scans every seq
+    /// range): received, stored, duplicates and quarantined by reason family.
+    public func ingestTotals() throws -> IngestCounters {
+        var c = IngestCounters()
+        let s = try connection.statement("SELECT name, value FROM counters")
+        while try s.step() {
+            let name = s.text(0)
+            let v = s.int(1)
+            switch name {
+            case "received": c.received = v
+            case "stored": c.stored = v
+            case "duplicates": c.duplicates = v
+            case "replays_requested": c.replaysRequested = v
+            default:
+                if name.hasPrefix("quarantined:") { c.quarantined[String(name.dropFirst("quarantined:".count)), default: 0] += v }
+            }
+        }
+        return c
+    }
+
+    // MARK: - Fleet totals
+
+    /// Registry counts: devices per (state, current model version), and whether each was seen
+    /// (device time) at or after `seenSinceMs`.
+    public struct RegistryCount: Sendable, Equatable {
+        public var state: String
+        public var modelVersion: String
+        public var seenInWindow: Bool
+        public var devices: Int64
+
+        public init(state: String, modelVersion: String, seenInWindow: Bool, devices: Int64) {
+            self.state = state
+            self.modelVersion = modelVersion
+            self.seenInWindow = seenInWindow
+            self.devices = devices
+        }
+    }
+
+    public func registryCounts(seenSinceMs: Int64) throws -> [RegistryCount] {
+        let s = try connection.statement("""
+            SELECT state, model_version, last_seen_ms >= ?1, count(*) FROM devices GROUP BY 1, 2, 3
+            """)
+        s.bind(1, seenSinceMs)
+        var out: [RegistryCount] = []
+        while try s.step() { out.append(RegistryCount(state: s.text(0), modelVersion: s.text(1), seenInWindow: s.int(2) != 0, devices: s.int(3))) }
+        return out
+    }
+
+    /// One pass over the registry for the header: the newest device time and, per device, its
+    /// (state, model version) group and last-seen time, so counts for any window follow without
+    /// another query. Reads the text columns in place (no strings per row): at 10k devices this
+    /// is a fraction of a millisecond, where `GROUP BY` sorts every row.
+    public struct RegistryScan: Sendable {
+        public var latestSeenMs: Int64?
+        var groups: [(state: String, version: String)] = []
+        var rowGroup: [Int32] = []
+        var rowSeen: [Int64] = []
+
+        public func counts(seenSinceMs: Int64) -> [RegistryCount] {
+            var seen = [Int64](repeating: 0, count: groups.count)
+            var unseen = [Int64](repeating: 0, count: groups.count)
+            for i in rowGroup.indices {
+                if rowSeen[i] >= seenSinceMs { seen[Int(rowGroup[i])] += 1 } else { unseen[Int(rowGroup[i])] += 1 }
+            }
+            var out: [RegistryCount] = []
+            for (g, key) in groups.enumerated() {
+                if seen[g] > 0 { out.append(RegistryCount(state: key.state, modelVersion: key.version, seenInWindow: true, devices: seen[g])) }
+                if unseen[g] > 0 { out.append(RegistryCount(state: key.state, modelVersion: key.version, seenInWindow: false, devices: unseen[g])) }
+            }
+            return out
+        }
+    }
+
+    public func registryScan() throws -> RegistryScan {
+        var scan = RegistryScan()
+        var stmt: OpaquePointer?
+        let sql = "SELECT state, model_version, last_seen_ms FROM devices"
+        var rc = sqlite3_prepare_v2(connection.db, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw connection.error(rc, "preparing \(sql)") }
+        defer { sqlite3_finalize(stmt) }
+        // Distinct (state, version) byte pairs seen so far; fleets have a handful.
+        var keyBytes: [([UInt8], [UInt8])] = []
+        var last = -1
+        while true {
+            rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw connection.error(rc, "reading devices") }
+            let st = UnsafeRawBufferPointer(start: sqlite3_column_text(stmt, 0), count: Int(sqlite3_column_bytes(stmt, 0)))
+            let ver = UnsafeRawBufferPointer(start: sqlite3_column_text(stmt, 1), count: Int(sqlite3_column_bytes(stmt, 1)))
+            func matches(_ g: Int) -> Bool { keyBytes[g].0.elementsEqual(st) && keyBytes[g].1.elementsEqual(ver) }
+            var g = last >= 0 && matches(last) ? last : -1
+            if g < 0 { g = keyBytes.indices.first(where: matches) ?? -1 }
+            if g < 0 {
+                keyBytes.append((Array(st), Array(ver)))
+                scan.groups.append((String(decoding: st, as: UTF8.self), String(decoding: ver, as: UTF8.self)))
+                g = keyBytes.count - 1
+            }
+            last = g
+            let seenMs = sqlite3_column_int64(stmt, 2)
+            scan.rowGroup.append(Int32(g))
+            scan.rowSeen.append(seenMs)
+            scan.latestSeenMs = max(scan.latestSeenMs ?? seenMs, seenMs)
+        }
+        return scan
+    }
+
+    /// Fleet-wide totals of a range from the cohort minute rollups (for trend arrows).
+    public struct RangeTotals: Sendable, Equatable {
+        public var inferences: Int64 = 0
+        public var errors: Int64 = 0
+        public var latencyP95Ms: Double?
+        public var sessionsTerminal: Int64 = 0
+        public var sessionsCrashed: Int64 = 0
+        public var minutes = 0
+
+        public init() {}
+
+        public var errorRate: Double? { inferences > 0 ? Double(errors) / Double(inferences) : nil }
+        public var crashFreeSessions: Double? { sessionsTerminal > 0 ? 1 - Double(sessionsCrashed) / Double(sessionsTerminal) : nil }
+    }
+
+    public func rangeTotals(fromMs: Int64, toMs: Int64) throws -> RangeTotals {
+        var t = RangeTotals()
+        var latency = LatencyAccumulator()
+        var scratch = LatencyAccumulator.Scratch()
+        var buckets = Set<Int64>()
+        let s = try connection.statement("""
+            SELECT bucket, inferences, errors, latency, sessions_exited + sessions_crashed + sessions_abnormal, sessions_crashed
+            FROM rollup_minute WHERE bucket >= ?1 AND bucket < ?2
+            """)
+        s.bind(1, Self.ceilDiv(fromMs, Time.minuteMs)); s.bind(2, Self.ceilDiv(toMs, Time.minuteMs))
+        while try s.step() {
+            buckets.insert(s.int(0))
+            t.inferences &+= s.int(1)
+            t.errors &+= s.int(2)
+            s.withBlob(3) { latency.add($0, scratch: &scratch) }
+            t.sessionsTerminal &+= s.int(4)
+            t.sessionsCrashed &+= s.int(5)
+        }
+        t.latencyP95Ms = latency.quantile(0.95).map { $0 / 1000 }
+        t.minutes = buckets.count
+        return t
+    }
+
+    // MARK: - Devices with recent activity
+
+    /// One row of the device table: registry attributes plus what the device did recently.
+    public struct DeviceSummary: Sendable, Equatable {
+        public var deviceID: String
+        public var sku, firmware, accelerator, modelName, modelVersion: String
+        public var state: String
+        public var lastSeenMs: Int64
+        public var lastReceivedMs: Int64
+        public var lastSeq: Int64
+        /// Inference windows of the recent range (per-minute rows): totals and merged p95.
+        public var inferences: Int64 = 0
+        public var errors: Int64 = 0
+        public var latencyP95Ms: Double?
+        public var tempC: Double?
+        public var cpuPct: Double?
+        /// Crashed sessions and error records over the longer event range.
+        public var crashes: Int64 = 0
+        public var errorEvents: Int64 = 0
+
+        public var errorRate: Double? { inferences > 0 ? Double(errors) / Double(inferences) : nil }
+
+        public init(
+            deviceID: String, sku: String, firmware: String, accelerator: String, modelName: String, modelVersion: String,
+            state: String, lastSeenMs: Int64, lastReceivedMs: Int64, lastSeq: Int64
+        ) {
+            self.deviceID = deviceID
+            self.sku = sku
+            self.firmware = firmware
+            self.accelerator = accelerator
+            self.modelName = modelName
+            self.modelVersion = modelVersion
+            self.state = state
+            self.lastSeenMs = lastSeenMs
+            self.lastReceivedMs = lastReceivedMs
+            self.lastSeq = lastSeq
+        }
+    }
+
+    /// Every registered device, ordered by `dev` (registration order), with its per-minute
+    /// windows of `[recentFromMs, toMs)` summed (p95 from the merged sketches) and its crashes
+    /// and error records counted over `[eventsFromMs, toMs)`.
+    ///
+    /// With a `cache`, per-minute buckets older than the two newest are decoded once and reused
+    /// by later calls (the loader calls this every refresh; at 10k devices a bucket is 10k rows
+    /// and sketches): data arriving more than two minutes late reaches the table when the cache
+    /// is rebuilt (`DeviceWindowCache.maxAgeMs`) or the bucket leaves the window.
+    public func deviceSummaries(recentFromMs: Int64, eventsFromMs: Int64, toMs: Int64, cache: DeviceWindowCache? = nil, nowMs: Int64 = 0) throws -> [DeviceSummary] {
+        var table = try deviceTable()
+        try addActivity(to: &table, recentFromMs: recentFromMs, eventsFromMs: eventsFromMs, toMs: toMs, cache: cache, nowMs: nowMs)
+        return table.devices
+    }
+
+    /// The registry as device table rows (activity columns empty), ordered by `dev`.
+    public struct DeviceTable: Sendable {
+        public var devices: [DeviceSummary] = []
+        var devs: [Int64] = []
+
+        /// What `registryCounts(seenSinceMs:)` returns, computed from these rows.
+        public func registryCounts(seenSinceMs: Int64) -> [RegistryCount] {
+            struct Key: Hashable { var state: String; var version: String; var seen: Bool }
+            var counts: [Key: Int64] = [:]
+            for d in devices { counts[Key(state: d.state, version: d.modelVersion, seen: d.lastSeenMs >= seenSinceMs), default: 0] += 1 }
+            return counts.map { RegistryCount(state: $0.key.state, modelVersion: $0.key.version, seenInWindow: $0.key.seen, devices: $0.value) }
+        }
+
+        /// The newest device time (what `latestDataMs()` returns).
+        public var latestSeenMs: Int64? { devices.lazy.map(\.lastSeenMs).max() }
+    }
+
+    public func deviceTable() throws -> DeviceTable {
+        var t = DeviceTable()
+        let d = try connection.statement("""
+            SELECT dev, device_id, sku, firmware, accelerator, model_name, model_version, state, last_seen_ms, last_received_ms, attrs_seq
+            FROM devices ORDER BY dev
+            """)
+        while try d.step() {
+            t.devs.append(d.int(0))
+            t.devices.append(DeviceSummary(
+                deviceID: d.text(1), sku: d.text(2), firmware: d.text(3), accelerator: d.text(4), modelName: d.text(5),
+                modelVersion: d.text(6), state: d.text(7), lastSeenMs: d.int(8), lastReceivedMs: d.int(9), lastSeq: d.int(10)))
+        }
+        return t
+    }
+
+    /// Fills the activity columns of `table`: per-minute windows of `[recentFromMs, toMs)` and
+    /// crash and error counts of `[eventsFromMs, toMs)`.
+    public func addActivity(to table: inout DeviceTable, recentFromMs: Int64, eventsFromMs: Int64, toMs: Int64, cache: DeviceWindowCache? = nil, nowMs: Int64 = 0) throws {
+        guard !table.devices.isEmpty else { return }
+        let devs = table.devs
+        var out = table.devices
+        table.devices = []
+        defer { table.devices = out }
+        // Recent per-minute windows: one decoded bucket per minute, merged per device.
+        let first = max(0, recentFromMs) / Time.minuteMs
+        let last = max(0, toMs - 1) / Time.minuteMs
+        if last >= first {
+            let c = cache ?? DeviceWindowCache()
+            c.expire(keepingFrom: first, to: last, nowMs: nowMs)
+            var buckets: [DeviceWindowCache.Bucket] = []
+            for b in first...min(last, first + 120) {
+                if let cached = c.buckets[b], b < last - 1 {
+                    buckets.append(cached)
+                } else {
+                    let fresh = try readDeviceMinute(bucket: b)
+                    c.buckets[b] = fresh
+                    buckets.append(fresh)
+                }
+            }
+            withExtendedLifetime(buckets) {
+                let views = buckets.map(\.view)
+                var cursors = [Int](repeating: 0, count: views.count)
+                var runs: [(bucket: Int, from: Int, to: Int)] = []
+                runs.reserveCapacity(views.count)
+                var heads: [Int] = []
+                heads.reserveCapacity(views.count)
+                var dense = [Double](repeating: 0, count: 512)
+                for i in out.indices {
+                    let dev = devs[i]
+                    runs.removeAll(keepingCapacity: true)
+                    var total: Int64 = 0
+                    var inferences: Int64 = 0, errors: Int64 = 0, samples: Int64 = 0
+                    var tempSum = 0.0, cpuSum = 0.0
+                    for k in 0..<views.count {
+                        let v = views[k]
+                        // Both sides are ordered by dev: advance this bucket's cursor to the device.
+                        var j = cursors[k]
+                        while j < v.rows && v.devs[j] < dev { j += 1 }
+                        cursors[k] = j
+                        guard j < v.rows, v.devs[j] == dev else { continue }
+                        inferences &+= v.inferences[j]
+                        errors &+= v.errors[j]
+                        tempSum += v.tempSum[j]
+                        cpuSum += v.cpuSum[j]
+                        samples &+= v.samples[j]
+                        let from = Int(v.keyStart[j]), to = Int(v.keyStart[j + 1])
+                        if from < to {
+                            runs.append((k, from, to))
+                            total = DDSketch.saturatingAddPublic(total, v.sketchCount[j])
+                        }
+                    }
+                    out[i].inferences = inferences
+                    out[i].errors = errors
+                    out[i].latencyP95Ms = Self.quantile(0.95, runs: runs, views: views, total: total, heads: &heads, dense: &dense).map { $0 / 1000 }
+                    if samples > 0 {
+                        out[i].tempC = tempSum / Double(samples)
+                        out[i].cpuPct = cpuSum / Double(samples)
+                    }
+                }
+            }
+        }
+
+        // Crashes and error records over the event range (from the time indexes).
+        var index = DevIndex()
+        for (i, dev) in devs.enumerated() { index.set(dev, i) }
+        let cr = try connection.statement("""
+            SELECT dev, count(*) FROM sessions INDEXED BY sessions_ts WHERE ts_ms >= ?1 AND ts_ms < ?2 AND status = 'crashed' GROUP BY dev
+            """)
+        cr.bind(1, eventsFromMs); cr.bind(2, toMs)
+        while try cr.step() { if let i = index.get(cr.int(0)) { out[i].crashes = cr.int(1) } }
+        let e = try connection.statement("SELECT dev, count(*) FROM errors INDEXED BY errors_ts WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY dev")
+        e.bind(1, eventsFromMs); e.bind(2, toMs)
+        while try e.step() { if let i = index.get(e.int(0)) { out[i].errorEvents = e.int(1) } }
+    }
+
+    /// The contract's quantile over several sorted (key, count) runs. When the keys span a
+    /// small range (the usual case: one device's latencies over a few minutes) the counts are
+    /// added into a dense scratch histogram and scanned once; otherwise the runs are walked in
+    /// key order without merging them.
+    static func quantile(
+        _ q: Double, runs: [(bucket: Int, from: Int, to: Int)], views: [DeviceWindowCache.Bucket.View], total: Int64, heads: inout [Int],
+        dense: inout [Double]
+    ) -> Double? {
+        guard total > 0, !runs.isEmpty else { return nil }
+        let rank = q * Double(total - 1)
+        var lo = Int32.max, hi = Int32.min
+        for r in runs {
+            let v = views[r.bucket]
+            lo = min(lo, v.keys[r.from])
+            hi = max(hi, v.keys[r.to - 1])
+        }
+        let span = Int(hi - lo) + 1
+        if span <= 512 {
+            if dense.count < span { dense = [Double](repeating: 0, count: 512) }
+            for r in runs {
+                let v = views[r.bucket]
+                for x in r.from..<r.to { dense[Int(v.keys[x] - lo)] += Double(v.counts[x]) }
+            }
+            var cumulative = 0.0
+            var found: Int?
+            for x in 0..<span {
+                cumulative += dense[x]
+                if found == nil && cumulative > rank { found = x }
+                dense[x] = 0
+            }
+            return DDSketch.value(forKey: Int(lo) + (found ?? span - 1))
+        }
+        heads.removeAll(keepingCapacity: true)
+        for r in runs { heads.append(r.from) }
+        var cumulative = 0.0
+        var lastKey: Int32 = 0
+        while true {
+            var minKey = Int32.max
+            for r in 0..<runs.count where heads[r] < runs[r].to {
+                let k = views[runs[r].bucket].keys[heads[r]]
+                if k < minKey { minKey = k }
+            }
+            guard minKey != Int32.max else { break }
+            for r in 0..<runs.count where heads[r] < runs[r].to {
+                let v = views[runs[r].bucket]
+                if v.keys[heads[r]] == minKey {
+                    cumulative += Double(v.counts[heads[r]])
+                    heads[r] += 1
+                }
+            }
+            lastKey = minKey
+            if cumulative > rank { return DDSketch.value(forKey: Int(minKey)) }
+        }
+        return DDSketch.value(forKey: Int(lastKey))
+    }
+
+    /// One minute of `device_minute`, decoded (sketch blobs read in place, not copied).
+    func readDeviceMinute(bucket: Int64) throws -> DeviceWindowCache.Bucket {
+        var cols = DeviceWindowCache.Columns()
+        var stmt: OpaquePointer?
+        let sql = "SELECT dev, inferences, errors, latency, temp_sum, cpu_sum, resource_samples FROM device_minute WHERE bucket = ?1"
+        var rc = sqlite3_prepare_v2(connection.db, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw connection.error(rc, "preparing \(sql)") }
+        defer { sqlite3_finalize(stmt) }
+        sqlite3_bind_int64(stmt, 1, bucket)
+        cols.keyStart.append(0)
+        while true {
+            rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw connection.error(rc, "reading device_minute") }
+            cols.devs.append(sqlite3_column_int64(stmt, 0))
+            cols.inferences.append(sqlite3_column_int64(stmt, 1))
+            cols.errors.append(sqlite3_column_int64(stmt, 2))
+            cols.tempSum.append(sqlite3_column_double(stmt, 4))
+            cols.cpuSum.append(sqlite3_column_double(stmt, 5))
+            cols.samples.append(sqlite3_column_int64(stmt, 6))
+            let n = Int(sqlite3_column_bytes(stmt, 3))
+            var count: Int64 = 0
+            if n > 0, let p = sqlite3_column_blob(stmt, 3) {
+                count = DeviceWindowCache.decodeSketch(UnsafeRawBufferPointer(start: p, count: n), keys: &cols.keys, counts: &cols.counts)
+            }
+            cols.sketchCount.append(count)
+            cols.keyStart.append(Int32(cols.keys.count))
+        }
+        return DeviceWindowCache.Bucket(bucket: bucket, cols)
+    }
+
+    // MARK: - Per-minute series per cohort
+
+    /// One minute of one group of cohorts.
+    public struct MinutePoint: Sendable, Equatable {
+        public var bucketMs: Int64
+        public var inferences: Int64
+        public var errors: Int64
+        public var latencyP95Ms: Double?
+        public var errorRate: Double? { inferences > 0 ? Double(errors) / Double(inferences) : nil }
+
+        public init(bucketMs: Int64, inferences: Int64, errors: Int64, latencyP95Ms: Double?) {
+            self.bucketMs = bucketMs
+            self.inferences = inferences
+            self.errors = errors
+            self.latencyP95Ms = latencyP95Ms
+        }
+    }
+
+    /// Per-minute totals of `[fromMs, toMs)` from the cohort minute rollups, grouped by the
+    /// label values of `by` (a subset of `cohortLabels`; empty = the whole fleet). Minutes with no
+    /// rollup row are absent.
+    public func minuteSeries(fromMs: Int64, toMs: Int64, by: [String]) throws -> [[String]: [MinutePoint]] {
+        for l in by where !Self.cohortLabels.contains(l) {
+            throw StoreError("unknown label '\(l)': use one of \(Self.cohortLabels.joined(separator: ", "))")
+        }
+        var keyOf: [Int64: [String]] = [:]
+        let c = try connection.statement("SELECT cohort, model_name, model_version, sku, firmware, accelerator FROM cohorts")
+        while try c.step() {
+            keyOf[c.int(0)] = by.map { label in
+                switch label {
+                case "model_name": c.text(1)
+                case "model_version": c.text(2)
+                case "sku": c.text(3)
+                case "firmware": c.text(4)
+                default: c.text(5)
+                }
+            }
+        }
+        struct Acc {
+            var inferences: Int64 = 0
+            var errors: Int64 = 0
+            var latency = LatencyAccumulator()
+        }
+        var scratch = LatencyAccumulator.Scratch()
+        var groups: [[String]: [Int64: Acc]] = [:]
+        let s = try connection.statement("""
+            SELECT bucket, cohort, inferences, errors, latency FROM rollup_minute WHERE bucket >= ?1 AND bucket < ?2
+            """)
+        s.bind(1, Self.ceilDiv(fromMs, Time.minuteMs)); s.bind(2, Self.ceilDiv(toMs, Time.minuteMs))
+        while try s.step() {
+            let key = keyOf[s.int(1)] ?? by.map { _ in "" }
+            var a = groups[key, default: [:]][s.int(0), default: Acc()]
+            a.inferences &+= s.int(2)
+            a.errors &+= s.int(3)
+            s.withBlob(4) { a.latency.add($0, scratch: &scratch) }
+            groups[key, default: [:]][s.int(0)] = a
+        }
+        return groups.mapValues { buckets in
+            buckets.keys.sorted().map { b in
+                let a = buckets[b]!
+                return MinutePoint(bucketMs: b * Time.minuteMs, inferences: a.inferences, errors: a.errors, latencyP95Ms: a.latency.quantile(0.95).map { $0 / 1000 })
+            }
+        }
+    }
+
+    // MARK: - Versions
+
+    /// Model-version adoption over time: devices seen per version in each of `buckets` equal
+    /// slices of `[fromMs, toMs)` (from the presence stretches; a device counts once per version
+    /// and slice), and deploy outcomes per target version over the same range.
+    public struct VersionHistory: Sendable, Equatable {
+        public var bucketMs: Int64
+        public var fromMs: Int64
+        /// version -> devices seen in each slice.
+        public var devices: [String: [Int]]
+        public var deploys: [String: DeployOutcomes]
+    }
+
+    public struct DeployOutcomes: Sendable, Equatable {
+        public var installed: Int64 = 0
+        public var rolledBack: Int64 = 0
+        public var failed: Int64 = 0
+        public var total: Int64 { installed &+ rolledBack &+ failed }
+        public init() {}
+    }
+
+    public func versionHistory(fromMs: Int64, toMs: Int64, buckets: Int) throws -> VersionHistory {
+        let n = max(1, min(buckets, 256))
+        let size = max(1, (toMs - fromMs + Int64(n) - 1) / Int64(n))
+        var versionOf: [Int64: String] = [:]
+        let c = try connection.statement("SELECT cohort, model_version FROM cohorts")
+        while try c.step() { versionOf[c.int(0)] = c.text(1) }
+        // One bitset of slices per (device, version): stretches of a device in several cohorts of
+        // the same version, or several stretches in one slice, count once.
+        let words = (n + 63) / 64
+        var seen: [String: [Int64: [UInt64]]] = [:]
+        let p = try connection.statement("SELECT dev, cohort, first_ms, last_ms FROM presence WHERE last_ms >= ?1 AND first_ms < ?2")
+        p.bind(1, fromMs); p.bind(2, toMs)
+        while try p.step() {
+            let version = versionOf[p.int(1)] ?? ""
+            let lo = Int(max(0, (max(p.int(2), fromMs) - fromMs) / size))
+            let hi = Int(min(Int64(n - 1), (min(p.int(3), toMs - 1) - fromMs) / size))
+            guard lo <= hi else { continue }
+            var bits = seen[version, default: [:]][p.int(0)] ?? [UInt64](repeating: 0, count: words)
+            for b in lo...hi { bits[b >> 6] |= 1 << UInt64(b & 63) }
+            seen[version, default: [:]][p.int(0)] = bits
+        }
+        var devices: [String: [Int]] = [:]
+        for (version, devs) in seen {
+            var counts = [Int](repeating: 0, count: n)
+            for bits in devs.values {
+                for b in 0..<n where bits[b >> 6] & (1 << UInt64(b & 63)) != 0 { counts[b] += 1 }
+            }
+            devices[version] = counts
+        }
+        var deploys: [String: DeployOutcomes] = [:]
+        let d = try connection.statement("SELECT to_version, result, count(*) FROM deploys INDEXED BY deploys_ts WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY to_version, result")
+        d.bind(1, fromMs); d.bind(2, toMs)
+        while try d.step() {
+            var o = deploys[d.text(0)] ?? DeployOutcomes()
+            switch d.text(1) {
+            case "installed": o.installed &+= d.int(2)
+            case "rolled_back": o.rolledBack &+= d.int(2)
+            default: o.failed &+= d.int(2)
+            }
+            deploys[d.text(0)] = o
+        }
+        return VersionHistory(bucketMs: size, fromMs: fromMs, devices: devices, deploys: deploys)
+    }
+
+    // MARK: - Alerts (table written by the alert engine)
+
+    /// One row of the alert engine's `alerts` table. Times are epoch ms (the engine may store
+    /// integers or RFC 3339 text; both are read). Labels and annotations are the stored JSON
+    /// objects flattened to key/value pairs in key order.
+    public struct AlertRow: Sendable, Equatable {
+        public var alertname: String
+        public var state: String
+        public var severity: String
+        public var labels: [(String, String)]
+        public var annotations: [(String, String)]
+        public var value: Double?
+        public var activeAtMs: Int64?
+        public var firedAtMs: Int64?
+        public var resolvedAtMs: Int64?
+
+        public init(
+            alertname: String, state: String, severity: String, labels: [(String, String)], annotations: [(String, String)],
+            value: Double?, activeAtMs: Int64?, firedAtMs: Int64?, resolvedAtMs: Int64?
+        ) {
+            self.alertname = alertname
+            self.state = state
+            self.severity = severity
+            self.labels = labels
+            self.annotations = annotations
+            self.value = value
+            self.activeAtMs = activeAtMs
+            self.firedAtMs = firedAtMs
+            self.resolvedAtMs = resolvedAtMs
+        }
+
+        public static func == (a: AlertRow, b: AlertRow) -> Bool {
+            a.alertname == b.alertname && a.state == b.state && a.severity == b.severity
+                && a.labels.elementsEqual(b.labels, by: ==) && a.annotations.elementsEqual(b.annotations, by: ==)
+                && a.value == b.value && a.activeAtMs == b.activeAtMs && a.firedAtMs == b.firedAtMs && a.resolvedAtMs == b.resolvedAtMs
+        }
+    }
+
+    /// Pending and firing alerts, and the newest `resolvedLimit` resolved ones; nil when the
+    /// database has no `alerts` table (no alert engine has run against it). Columns the table
+    /// lacks read as empty.
+    public func alerts(resolvedLimit: Int = 100) throws -> [AlertRow]? {
+        guard try hasTable("alerts") else { return nil }
+        var columns = Set<String>()
+        let info = try connection.statement("SELECT name FROM pragma_table_info('alerts')")
+        while try info.step() { columns.insert(info.text(0)) }
+        func col(_ name: String) -> String { columns.contains(name) ? name : "NULL" }
+        guard columns.contains("alertname"), columns.contains("state") else { return [] }
+        let sql = """
+            SELECT alertname, state, \(col("severity")), \(col("value")), \(col("active_at")), \(col("fired_at")), \(col("resolved_at")),
+                \(col("labels")), \(col("annotations"))
+            FROM (
+                SELECT * FROM alerts WHERE state IN ('pending', 'firing')
+                UNION ALL
+                SELECT * FROM (SELECT * FROM alerts WHERE state NOT IN ('pending', 'firing')
+                               ORDER BY coalesce(\(col("resolved_at")), \(col("fired_at")), \(col("active_at"))) DESC LIMIT \(max(0, resolvedLimit))))
+            """
+        let s = try connection.prepare(sql)
+        var out: [AlertRow] = []
+        while try s.step() {
+            out.append(AlertRow(
+                alertname: s.text(0), state: s.text(1), severity: s.textOrNil(2) ?? "", labels: try jsonPairs(s.textOrNil(7)),
+                annotations: try jsonPairs(s.textOrNil(8)), value: s.doubleOrNil(3),
+                activeAtMs: Self.timeMs(s, 4), firedAtMs: Self.timeMs(s, 5), resolvedAtMs: Self.timeMs(s, 6)))
+        }
+        return out
+    }
+
+    /// A JSON object's members as (key, value-as-text) in key order, through SQLite's own JSON
+    /// functions; anything that is not valid JSON gives no pairs.
+    func jsonPairs(_ json: String?) throws -> [(String, String)] {
+        guard let json else { return [] }
+        let s = try connection.statement("""
+            SELECT CAST(key AS TEXT), CAST(value AS TEXT) FROM json_each(CASE WHEN json_valid(?1) THEN ?1 ELSE '{}' END) ORDER BY key
+            """)
+        s.bind(1, json)
+        defer { s.reset() }
+        var out: [(String, String)] = []
+        while try s.step() { out.append((s.text(0), s.textOrNil(1) ?? "null")) }
+        return out
+    }
+
+    /// An epoch-ms integer, an RFC 3339 string, or nil.
+    static func timeMs(_ s: Statement, _ c: Int32) -> Int64? {
+        if s.isNull(c) { return nil }
+        if let t = s.textOrNil(c), let ms = RFC3339.parseMs(t) { return ms }
+        let v = s.int(c)
+        return v == 0 ? nil : v
+    }
+}
+
+// MARK: - Helpers
+
+/// Decoded per-minute device windows kept between calls of `deviceSummaries` (one loader's
+/// connection owns one; not thread-safe).
+public final class DeviceWindowCache {
+    /// One minute's rows while they are read.
+    struct Columns {
+        var devs: [Int64] = []
+        var inferences: [Int64] = []
+        var errors: [Int64] = []
+        var tempSum: [Double] = []
+        var cpuSum: [Double] = []
+        var samples: [Int64] = []
+        var sketchCount: [Int64] = []
+        var keyStart: [Int32] = []
+        var keys: [Int32] = []
+        var counts: [Int64] = []
+    }
+
+    /// One minute bucket: rows ordered by `dev`; row `i`'s sketch is the sorted run
+    /// `keys/counts[keyStart[i]..<keyStart[i + 1]]`. Kept in buffers this object allocates and
+    /// frees, so the per-device loop reads them through plain pointers (`View`) with no
+    /// reference counting per access.
+    final class Bucket {
+        struct View {
+            var rows: Int
+            var devs, inferences, errors, samples, sketchCount: UnsafePointer<Int64>
+            var tempSum, cpuSum: UnsafePointer<Double>
+            var keyStart: UnsafePointer<Int32>
+            var keys: UnsafePointer<Int32>
+            var counts: UnsafePointer<Int64>
+        }
+
+        let bucket: Int64
+        private let int64s: UnsafeMutableBufferPointer<Int64>
+        private let doubles: UnsafeMutableBufferPointer<Double>
+        private let int32s: UnsafeMutableBufferPointer<Int32>
+        /// Valid while this object is alive.
+        let view: View
+
+        init(bucket: Int64, _ c: Columns) {
+            self.bucket = bucket
+            let n = c.devs.count
+            int64s = .allocate(capacity: 5 * n + c.counts.count + 1)
+            doubles = .allocate(capacity: 2 * n + 1)
+            int32s = .allocate(capacity: c.keyStart.count + c.keys.count + 1)
+            var o = 0
+            for a in [c.devs, c.inferences, c.errors, c.samples, c.sketchCount, c.counts] {
+                _ = UnsafeMutableBufferPointer(rebasing: int64s[o..<o + a.count]).initialize(from: a)
+                o += a.count
+            }
+            _ = UnsafeMutableBufferPointer(rebasing: doubles[0..<n]).initialize(from: c.tempSum)
+            _ = UnsafeMutableBufferPointer(rebasing: doubles[n..<2 * n]).initialize(from: c.cpuSum)
+            _ = UnsafeMutableBufferPointer(rebasing: int32s[0..<c.keyStart.count]).initialize(from: c.keyStart)
+            _ = UnsafeMutableBufferPointer(rebasing: int32s[c.keyStart.count..<c.keyStart.count + c.keys.count]).initialize(from: c.keys)
+            let p64 = UnsafePointer(int64s.baseAddress!)
+            let pd = UnsafePointer(doubles.baseAddress!)
+            let p32 = UnsafePointer(int32s.baseAddress!)
+            view = View(
+                rows: n, devs: p64, inferences: p64 + n, errors: p64 + 2 * n, samples: p64 + 3 * n, sketchCount: p64 + 4 * n,
+                tempSum: pd, cpuSum: pd + n, keyStart: p32, keys: p32 + c.keyStart.count, counts: p64 + 5 * n)
+        }
+
+        deinit {
+            int64s.deallocate()
+            doubles.deallocate()
+            int32s.deallocate()
+        }
+    }
+
+    /// Rebuilt whole at least this often, so late data in older buckets shows up.
+    public static let maxAgeMs: Int64 = 30_000
+
+    var buckets: [Int64: Bucket] = [:]
+    private var builtAtMs: Int64?
+
+    public init() {}
+
+    /// Drops buckets outside `[from, to]`, or everything once the cache is older than `maxAgeMs`.
+    func expire(keepingFrom from: Int64, to: Int64, nowMs: Int64) {
+        if let built = builtAtMs, nowMs >= built, nowMs - built <= Self.maxAgeMs {
+            // Still fresh.
+        } else {
+            buckets.removeAll(keepingCapacity: true)
+            builtAtMs = nowMs
+        }
+        for b in buckets.keys where b < from || b > to { buckets[b] = nil }
+    }
+
+    /// Appends a valid `DDSketch.encodedBinary()` blob's buckets; returns its count (0, and
+    /// nothing appended, for a malformed blob).
+    static func decodeSketch(_ p: UnsafeRawBufferPointer, keys: inout [Int32], counts: inout [Int64]) -> Int64 {
+        guard p.count > 26, p[0] == 1 else { return 0 }
+        var i = 1
+        guard Codecs.getVarint(p, &i) != nil else { return 0 }
+        i += 24  // sum, min, max
+        guard let n64 = Codecs.getVarint(p, &i), n64 <= UInt64(DDSketch.maxBuckets * 16) else { return 0 }
+        let start = keys.count
+        var k = 0
+        var total: Int64 = 0
+        for x in 0..<Int(n64) {
+            guard let d = Codecs.getVarint(p, &i), let c = Codecs.getVarint(p, &i), d <= UInt64(DDSketch.maxKey), x == 0 || d > 0 else {
+                keys.removeLast(keys.count - start)
+                counts.removeLast(counts.count - start)
+                return 0
+            }
+            k += Int(d)
+            guard k <= DDSketch.maxKey else {
+                keys.removeLast(keys.count - start)
+                counts.removeLast(counts.count - start)
+                return 0
+            }
+            keys.append(Int32(k))
+            counts.append(Int64(bitPattern: c))
+            total = DDSketch.saturatingAddPublic(total, Int64(bitPattern: c))
+        }
+        return total
+    }
+}
+
+/// `dev` (an INTEGER PRIMARY KEY, dense in practice) to an array position: an array while the
+/// keys stay dense, a dictionary for any key beyond that.
+struct DevIndex {
+    private var dense: [Int32] = []
+    private var sparse: [Int64: Int] = [:]
+
+    mutating func set(_ dev: Int64, _ i: Int) {
+        if dev >= 0 && dev < 1 << 24 && dev <= Int64(dense.count) * 2 + 1024 {
+            if dev >= dense.count { dense.append(contentsOf: repeatElement(-1, count: Int(dev) - dense.count + 1)) }
+            dense[Int(dev)] = Int32(i)
+        } else {
+            sparse[dev] = i
+        }
+    }
+
+    func get(_ dev: Int64) -> Int? {
+        if dev >= 0 && dev < dense.count {
+            let i = dense[Int(dev)]
+            if i >= 0 { return Int(i) }
+        }
+        return sparse.isEmpty ? nil : sparse[dev]
+    }
+}
+
+/// Collects the buckets of many compact sketches and answers quantiles without building (or
+/// merging) a `DDSketch` per row: decoding appends (key, count) pairs, the quantile sorts them
+/// once. Rollup queries add hundreds of sketches per answer.
+struct LatencyAccumulator {
+    var keys: [Int32] = []
+    var counts: [Int64] = []
+    var count: Int64 = 0
+
+    /// Kept for call sites that share decode buffers; unused by this accumulator.
+    struct Scratch {
+        init() {}
+    }
+
+    /// Adds one `DDSketch.encodedBinary()` blob; a malformed one is skipped whole.
+    mutating func add(_ p: UnsafeRawBufferPointer, scratch: inout Scratch) {
+        count = DDSketch.saturatingAddPublic(count, DeviceWindowCache.decodeSketch(p, keys: &keys, counts: &counts))
+    }
+
+    /// The contract's quantile (CONTRACTS section 3), in microseconds: a dense histogram over
+    /// the key span when it is small (latencies within a few orders of magnitude), else a sort.
+    func quantile(_ q: Double) -> Double? {
+        guard count > 0, !keys.isEmpty else { return nil }
+        let rank = q * Double(count - 1)
+        let lo = keys.min()!, hi = keys.max()!
+        let span = Int(hi - lo) + 1
+        if span <= 8192 {
+            var dense = [Double](repeating: 0, count: span)
+            for i in keys.indices { dense[Int(keys[i] - lo)] += Double(counts[i]) }
+            var cumulative = 0.0
+            for x in 0..<span {
+                cumulative += dense[x]
+                if cumulative > rank { return DDSketch.value(forKey: Int(lo) + x) }
+            }
+            return DDSketch.value(forKey: Int(hi))
+        }
+        let order = keys.indices.sorted { keys[$0] < keys[$1] }
+        var cumulative: Double = 0
+        for i in order {
+            cumulative += Double(counts[i])
+            if cumulative > rank { return DDSketch.value(forKey: Int(keys[i])) }
+        }
+        return DDSketch.value(forKey: Int(keys[order[order.count - 1]]))
+    }
+}
+
+extension DDSketch {
+    /// `saturatingAdd` for the accumulator above (FleetCore's is internal).
+    static func saturatingAddPublic(_ a: Int64, _ b: Int64) -> Int64 {
+        let (r, o) = a.addingReportingOverflow(b)
+        return o ? (b > 0 ? Int64.max : Int64.min) : r
+    }
+}
+
+extension Statement {
+    /// A column's blob without copying it out (valid only inside `body`).
+    func withBlob(_ c: Int32, _ body: (UnsafeRawBufferPointer) -> Void) {
+        let b = blob(c)
+        b.withUnsafeBytes(body)
+    }
+}
+
+/// RFC 3339 timestamps (`2025-11-29T12:00:00Z`, fractional seconds and offsets allowed) to epoch
+/// ms, without Foundation.
+enum RFC3339 {
+    static func parseMs(_ s: String) -> Int64? {
+        let b = Array(s.utf8)
+        guard b.count >= 20 else { return nil }
+        func num(_ from: Int, _ len: Int) -> Int64? {
+            var v: Int64 = 0
+            for j in from..<from + len {
+                guard b[j] >= 48, b[j] <= 57 else { return nil }
+                v = v * 10 + Int64(b[j] - 48)
+            }
+            return v
+        }
+        guard let y = num(0, 4), b[4] == 45, let mo = num(5, 2), b[7] == 45, let d = num(8, 2),
+            b[10] == 84 || b[10] == 116 || b[10] == 32, let h = num(11, 2), b[13] == 58, let mi = num(14, 2), b[16] == 58,
+            let se = num(17, 2), (1...12).contains(mo), (1...31).contains(d)
+        else { return nil }
+        var i = 19
+        var ms: Int64 = 0
+        if i < b.count, b[i] == 46 {
+            i += 1
+            var scale: Int64 = 100
+            while i < b.count, b[i] >= 48, b[i] <= 57 {
+                ms += Int64(b[i] - 48) * scale
+                scale /= 10
+                i += 1
+            }
+        }
+        var offsetMin: Int64 = 0
+        guard i < b.count else { return nil }
+        if b[i] == 90 || b[i] == 122 {
+            i += 1
+        } else if b[i] == 43 || b[i] == 45, i + 6 <= b.count, let oh = num(i + 1, 2), b[i + 3] == 58, let om = num(i + 4, 2) {
+            offsetMin = (oh * 60 + om) * (b[i] == 45 ? -1 : 1)
+            i += 6
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        // Days from civil (Howard Hinnant's algorithm).
+        let yy = mo <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let mp = (mo + 9) % 12
+        let doy = (153 * mp + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        return ((days * 86_400 + h * 3600 + mi * 60 + se) - offsetMin * 60) * 1000 + ms
+    }
+}

@@ -45,7 +45,10 @@ let package = Package(
         .target(name: "FleetMQTT", dependencies: ["CMosquitto"], swiftSettings: strict),
         .target(
             name: "FleetIngest",
-            dependencies: ["FleetCore", "FleetStore", "FleetMQTT", "FleetRules", "SQLiteKit", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "FleetCore", "FleetStore", "FleetMQTT", "FleetRules", "SQLiteKit",
+                .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict),
 
         .target(name: "FleetTUI", dependencies: ["FleetCore", "FleetStore", "CNCurses"], swiftSettings: strict),
@@ -101,7 +104,8 @@ let package = Package(
             name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore", "SQLiteKit"],
             swiftSettings: strict),
         .testTarget(
-            name: "IngestTests", dependencies: ["FleetIngest", "FleetMQTT", "FleetStore", "FleetCore", "SQLiteKit"],
+            name: "IngestTests",
+            dependencies: ["FleetIngest", "FleetMQTT", "FleetStore", "FleetCore", "SQLiteKit", "FleetRules", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .testTarget(
             name: "FleetRulesTests", dependencies: ["FleetRules", "FleetCore"],

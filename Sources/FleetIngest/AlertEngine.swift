@@ -139,8 +139,12 @@ public final class AlertEngine {
         guard !toSend.isEmpty else { return 0 }
         for receiver in rule.receivers {
             let p = WebhookPayload.build(receiver: receiver, rule: rule, alerts: toSend, externalURL: externalURL, rfc3339: Self.rfc3339)
+            var body = p.body
+            if case .alertmanager = rules.receivers.first(where: { $0.name == receiver })?.kind {
+                body = AlertmanagerPayload.build(rule: rule, alerts: toSend, externalURL: externalURL, rfc3339: Self.rfc3339)
+            }
             let s = try db.statement("INSERT INTO outbox(receiver, created_ms, group_key, body, next_attempt_ms) VALUES(?,?,?,?,?)")
-            s.bind(1, receiver); s.bind(2, nowMs); s.bind(3, p.groupKey); s.bind(4, blob: p.body); s.bind(5, Int64(0))
+            s.bind(1, receiver); s.bind(2, nowMs); s.bind(3, p.groupKey); s.bind(4, blob: body); s.bind(5, Int64(0))
             try s.run()
         }
         return rule.receivers.count

@@ -91,9 +91,33 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         queue.close()
     }
 
-    /// Loads alert rules; evaluation runs on the writer thread after each batch.
+    /// Loads alert rules; evaluation runs on the writer thread after each batch, delivery of
+    /// the outbox on a thread of its own (a receiver that hangs never holds up ingest).
     public func enableAlerts(_ rules: RulesFile) throws {
         alerts = try AlertEngine(rules: rules, dbPath: config.dbPath, writer: writer)
+        sender = try OutboxSender(dbPath: config.dbPath, receivers: rules.receivers)
+    }
+
+    private var sender: OutboxSender?
+
+    private func startSender() {
+        guard let sender else { return }
+        let q = queue
+        let log = logger
+        let t = Thread {
+            while !q.isClosed {
+                do {
+                    for a in try sender.deliverDue(nowMs: wallClockMs()) where !(200..<300).contains(a.status) {
+                        log.warning("notification not delivered; will retry", metadata: ["receiver": "\(a.receiver)", "status": "\(a.status)"])
+                    }
+                } catch {
+                    log.error("outbox delivery failed", metadata: ["error": "\(error)"])
+                }
+                usleep(250_000)
+            }
+        }
+        t.name = "fleetwatch.outbox"
+        t.start()
     }
 
     /// Swaps the rules from any thread (SIGHUP); applied before the next evaluation.
@@ -162,6 +186,7 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         for g in try StoreReader(path: config.dbPath).openGaps() {
             scheduler.gapOpened(deviceID: g.deviceID, range: g.fromSeq...g.toSeq, nowMs: wallClockMs())
         }
+        startSender()
         var lastHousekeeping: UInt64 = 0
         while true {
             let tickDeadline = monotonicNs() + 200_000_000
@@ -215,6 +240,7 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
             rulesLock.unlock()
             if let swap {
                 try alerts.reload(swap)
+                sender?.setReceivers(swap.receivers)
                 logger.notice("rules reloaded", metadata: ["rules": "\(swap.allRules.count)"])
             }
             if eventClockMs > .min {

@@ -19,6 +19,11 @@ public struct Receiver: Sendable, Equatable {
 
     public var name: String
     public var kind: Kind
+
+    public init(name: String, kind: Kind) {
+        self.name = name
+        self.kind = kind
+    }
 }
 
 public struct RuleGroup: Sendable, Equatable {

@@ -61,3 +61,25 @@ public enum WebhookPayload {
         w.raw("}")
     }
 }
+
+/// The body of Alertmanager's `POST /api/v2/alerts`: an array of alerts with labels,
+/// annotations, startsAt, endsAt (set on resolve) and generatorURL. Alertmanager dedupes by label
+/// set, so re-sending a firing alert is how it stays firing there.
+public enum AlertmanagerPayload {
+    public static func build(rule: AlertRule, alerts: [WebhookPayload.Alert], externalURL: String, rfc3339: (Int64) -> String) -> [UInt8] {
+        var w = JSONWriter()
+        w.raw("[")
+        for (i, a) in alerts.enumerated() {
+            if i > 0 { w.raw(",") }
+            let x = a.instance
+            w.raw("{\"labels\":"); WebhookPayload.map(x.labels, &w)
+            w.raw(",\"annotations\":"); WebhookPayload.map(a.annotations, &w)
+            w.raw(",\"startsAt\":"); w.string(rfc3339(x.firedAtMs ?? x.activeAtMs))
+            if x.phase == .resolved { w.raw(",\"endsAt\":"); w.string(rfc3339(x.resolvedAtMs ?? 0)) }
+            w.raw(",\"generatorURL\":"); w.string(externalURL + "/alerts?alertname=" + rule.alert)
+            w.raw("}")
+        }
+        w.raw("]")
+        return w.out
+    }
+}

@@ -11,6 +11,7 @@ packages=(
   libncursesw5-dev                               # the TUI
   libsqlite3-dev sqlite3                         # the store
   tmux                                           # end-to-end TUI tests
+  prometheus                                     # scrapes the ingester in a test
   python3 python3-pip                            # conformance test tooling
 )
 missing=()

@@ -164,7 +164,7 @@ func httpGet(port: Int, path: String) throws -> String {
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
     let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
     guard rc == 0 else { throw TestFailure("connect to \(port) failed") }
-    let req = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+    let req = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
     _ = req.withUnsafeBytes { send(s, $0.baseAddress, $0.count, 0) }
     var out: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 65536)

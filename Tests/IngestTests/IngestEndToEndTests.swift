@@ -176,3 +176,41 @@ func httpGet(port: Int, path: String) throws -> String {
     let text = String(decoding: out, as: UTF8.self)
     return text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
 }
+
+@Suite(.serialized) struct RulesReloadTests {
+    @Test func sighupReloadsRulesAndABadFileKeepsTheOldOnes() throws {
+        let broker = try Broker()
+        let tmp = TempDir()
+        let rules = tmp.url.appendingPathComponent("alerts.yaml").path
+        let good = """
+            groups:
+              - name: g
+                interval: 1s
+                rules:
+                  - {alert: ErrorsHigh, signal: error_rate, window: 1h, op: ">", threshold: 0.05}
+            """
+        try good.write(toFile: rules, atomically: true, encoding: .utf8)
+        let ingester = try Ingester(broker: broker, db: tmp.db, extra: ["--rules", rules])
+        let fleet = try TestFleet(broker: broker)
+        defer { fleet.stop() }
+        // error rate 1/10 > 0.05: fires at once (for: 0).
+        try fleet.publish("e", 1)
+        try eventually("the rule fires") {
+            try StoreReader(path: tmp.db).connection.scalar("SELECT count(*) FROM alerts WHERE state = 'firing' AND alertname = 'ErrorsHigh'") == 1
+        }
+        // A broken file: SIGHUP keeps the old rules and says why.
+        try "groups: [{name: g, rules: [{alert: X, signal: nope}]}]".write(toFile: rules, atomically: true, encoding: .utf8)
+        ingester.signal(SIGHUP)
+        try eventually("the bad file is refused") { ingester.log.contains("has problems; keeping the current rules") }
+        // A good new file: applied with the next batch; the old rule's instances go.
+        try good.replacingOccurrences(of: "ErrorsHigh", with: "ErrorsVeryHigh").replacingOccurrences(of: "0.05", with: "0.5").write(toFile: rules, atomically: true, encoding: .utf8)
+        ingester.signal(SIGHUP)
+        try fleet.publish("e", 2)
+        try eventually("rules reloaded") { ingester.log.contains("rules reloaded") }
+        try eventually("old instances dropped") {
+            try StoreReader(path: tmp.db).connection.scalar("SELECT count(*) FROM alerts WHERE alertname = 'ErrorsHigh'") == 0
+        }
+        ingester.signal(SIGTERM)
+        #expect(ingester.wait() == 0)
+    }
+}

@@ -494,6 +494,13 @@ extension StoreReader {
         /// version -> devices seen in each slice.
         public var devices: [String: [Int]]
         public var deploys: [String: DeployOutcomes]
+
+        public init(bucketMs: Int64, fromMs: Int64, devices: [String: [Int]], deploys: [String: DeployOutcomes]) {
+            self.bucketMs = bucketMs
+            self.fromMs = fromMs
+            self.devices = devices
+            self.deploys = deploys
+        }
     }
 
     public struct DeployOutcomes: Sendable, Equatable {

@@ -5,15 +5,10 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-packages=(
-  pkg-config
-  libmosquitto-dev mosquitto mosquitto-clients   # MQTT client library and the broker
-  libncursesw5-dev                               # the TUI
-  libsqlite3-dev sqlite3                         # the store
-  tmux                                           # end-to-end TUI tests
-  prometheus                                     # scrapes the ingester in a test
-  python3 python3-pip                            # conformance test tooling
-)
+# The system packages (one per line in scripts/packages.txt, shared with .ci/run): the MQTT
+# library and broker, ncursesw for the TUI, SQLite, tmux for the TUI's end-to-end tests,
+# prometheus (it scrapes the ingester in a test), Python for the conformance tooling.
+mapfile -t packages < "$(dirname "$0")/packages.txt"
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -114,7 +114,8 @@ let package = Package(
             name: "FleetTUITests", dependencies: ["FleetTUI", "FleetStore", "FleetCore"],
             swiftSettings: strict),
         .testTarget(
-            name: "FleetAgentTests", dependencies: ["FleetAgent", "FleetMQTT", "FleetCore", "EdgeRuntime"],
+            name: "FleetAgentTests",
+            dependencies: ["FleetAgent", "FleetMQTT", "FleetCore", "EdgeRuntime", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .testTarget(
             name: "EdgeRuntimeTests", dependencies: ["EdgeRuntime"],

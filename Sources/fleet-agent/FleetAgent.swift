@@ -7,9 +7,9 @@ struct FleetAgent: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-agent",
         abstract: "Edge inference runtime: runs an ONNX model on the device and publishes fleet telemetry.",
-        discussion: "'infer' runs a model on NDJSON rows (CONTRACTS section 7); the 'run' daemon arrives with the MQTT work (issue 7).",
+        discussion: "'run' is the device daemon (docs/agent.md); 'infer' runs a model on NDJSON rows (CONTRACTS section 7).",
         version: "fleet-agent \(FleetVersion.string)",
-        subcommands: [InferCommand.self]
+        subcommands: [RunCommand.self, InferCommand.self]
     )
 
     /// Exit codes of CONTRACTS section 7: usage errors exit 2 (argument-parser's default is 64).

@@ -214,7 +214,7 @@ extension StoreReader {
     /// and sketches): data arriving more than two minutes late reaches the table when the cache
     /// is rebuilt (`DeviceWindowCache.maxAgeMs`) or the bucket leaves the window.
     public func deviceSummaries(recentFromMs: Int64, eventsFromMs: Int64, toMs: Int64, cache: DeviceWindowCache? = nil, nowMs: Int64 = 0) throws -> [DeviceSummary] {
-        var table = try deviceTable()
+        var table = try deviceTable(cache: cache, nowMs: nowMs)
         try addActivity(to: &table, recentFromMs: recentFromMs, eventsFromMs: eventsFromMs, toMs: toMs, cache: cache, nowMs: nowMs)
         return table.devices
     }
@@ -236,17 +236,59 @@ extension StoreReader {
         public var latestSeenMs: Int64? { devices.lazy.map(\.lastSeenMs).max() }
     }
 
-    public func deviceTable() throws -> DeviceTable {
-        var t = DeviceTable()
-        let d = try connection.statement("""
-            SELECT dev, device_id, sku, firmware, accelerator, model_name, model_version, state, last_seen_ms, last_received_ms, attrs_seq
-            FROM devices ORDER BY dev
-            """)
-        while try d.step() {
-            t.devs.append(d.int(0))
-            t.devices.append(DeviceSummary(
+    /// The registry as device table rows. With a `cache`, only rows whose receiver time or state
+    /// changed since the last call are read (a full scan in SQLite, strings only for changed
+    /// rows); the whole registry is re-read when the cache is rebuilt (`maxAgeMs`), which also
+    /// picks up the rare change that moves neither (a status message dated in the past).
+    public func deviceTable(cache: DeviceWindowCache? = nil, nowMs: Int64 = 0) throws -> DeviceTable {
+        let columns = "dev, device_id, sku, firmware, accelerator, model_name, model_version, state, last_seen_ms, last_received_ms, attrs_seq, coalesce(state_changed_ms, 0)"
+        func row(_ d: Statement) -> DeviceSummary {
+            DeviceSummary(
                 deviceID: d.text(1), sku: d.text(2), firmware: d.text(3), accelerator: d.text(4), modelName: d.text(5),
-                modelVersion: d.text(6), state: d.text(7), lastSeenMs: d.int(8), lastReceivedMs: d.int(9), lastSeq: d.int(10)))
+                modelVersion: d.text(6), state: d.text(7), lastSeenMs: d.int(8), lastReceivedMs: d.int(9), lastSeq: d.int(10))
+        }
+        if let c = cache, var t = c.registry, let built = c.registryBuiltAtMs, nowMs >= built, nowMs - built <= DeviceWindowCache.maxAgeMs {
+            c.registry = nil  // so the rows below are updated in place, not copied
+            let d = try connection.statement("SELECT \(columns) FROM devices WHERE last_received_ms >= ?1 OR coalesce(state_changed_ms, 0) >= ?2 ORDER BY dev")
+            d.bind(1, c.registryMarks.received); d.bind(2, c.registryMarks.state)
+            var complete = true
+            while try d.step() {
+                let dev = d.int(0)
+                if let i = c.registryIndex.get(dev) {
+                    t.devices[i] = row(d)
+                } else if dev > (t.devs.last ?? .min) {
+                    c.registryIndex.set(dev, t.devs.count)
+                    t.devs.append(dev)
+                    t.devices.append(row(d))
+                } else {
+                    complete = false  // a new device below the highest known one: start over
+                    break
+                }
+                c.registryMarks.received = max(c.registryMarks.received, d.int(9))
+                c.registryMarks.state = max(c.registryMarks.state, d.int(11))
+            }
+            d.reset()
+            if complete {
+                c.registry = t
+                return t
+            }
+        }
+        var t = DeviceTable()
+        var marks = (received: Int64.min, state: Int64.min)
+        var index = DevIndex()
+        let d = try connection.statement("SELECT \(columns) FROM devices ORDER BY dev")
+        while try d.step() {
+            index.set(d.int(0), t.devs.count)
+            t.devs.append(d.int(0))
+            t.devices.append(row(d))
+            marks.received = max(marks.received, d.int(9))
+            marks.state = max(marks.state, d.int(11))
+        }
+        if let c = cache {
+            c.registry = t
+            c.registryIndex = index
+            c.registryMarks = marks
+            c.registryBuiltAtMs = nowMs
         }
         return t
     }
@@ -259,21 +301,38 @@ extension StoreReader {
         var out = table.devices
         table.devices = []
         defer { table.devices = out }
+        for i in out.indices {
+            out[i].inferences = 0
+            out[i].errors = 0
+            out[i].latencyP95Ms = nil
+            out[i].tempC = nil
+            out[i].cpuPct = nil
+            out[i].crashes = 0
+            out[i].errorEvents = 0
+        }
         // Recent per-minute windows: one decoded bucket per minute, merged per device.
         let first = max(0, recentFromMs) / Time.minuteMs
         let last = max(0, toMs - 1) / Time.minuteMs
         if last >= first {
             let c = cache ?? DeviceWindowCache()
             c.expire(keepingFrom: first, to: last, nowMs: nowMs)
+            // The two newest minutes are read every time; older ones come from the cache, and
+            // are merged per device once per set (a new minute, or a rebuild) into one run.
             var buckets: [DeviceWindowCache.Bucket] = []
-            for b in first...min(last, first + 120) {
-                if let cached = c.buckets[b], b < last - 1 {
-                    buckets.append(cached)
-                } else {
-                    let fresh = try readDeviceMinute(bucket: b)
-                    c.buckets[b] = fresh
-                    buckets.append(fresh)
+            let top = min(last, first + 120)
+            for b in first...top where b >= last - 1 || c.buckets[b] == nil {
+                c.buckets[b] = try readDeviceMinute(bucket: b)
+            }
+            let olderTop = min(top, last - 2)
+            if olderTop >= first {
+                let key = first...olderTop
+                if c.merged?.range != key {
+                    c.merged = (key, DeviceWindowCache.merge(key.map { c.buckets[$0]! }))
                 }
+                buckets.append(c.merged!.bucket)
+            }
+            if top >= last - 1 {
+                for b in max(first, last - 1)...top { buckets.append(c.buckets[b]!) }
             }
             withExtendedLifetime(buckets) {
                 let views = buckets.map(\.view)
@@ -318,17 +377,34 @@ extension StoreReader {
             }
         }
 
-        // Crashes and error records over the event range (from the time indexes).
-        var index = DevIndex()
-        for (i, dev) in devs.enumerated() { index.set(dev, i) }
+        // Crashes and error records over the event range: the `dev` column straight off the time
+        // indexes, counted here (a GROUP BY would sort every row of the hour first).
+        let index = cache?.registryIndex.count == devs.count ? cache!.registryIndex : DevIndex(devs)
         let cr = try connection.statement("""
-            SELECT dev, count(*) FROM sessions INDEXED BY sessions_ts WHERE ts_ms >= ?1 AND ts_ms < ?2 AND status = 'crashed' GROUP BY dev
+            SELECT dev FROM sessions INDEXED BY sessions_ts WHERE ts_ms >= ?1 AND ts_ms < ?2 AND status = 'crashed'
             """)
         cr.bind(1, eventsFromMs); cr.bind(2, toMs)
-        while try cr.step() { if let i = index.get(cr.int(0)) { out[i].crashes = cr.int(1) } }
-        let e = try connection.statement("SELECT dev, count(*) FROM errors INDEXED BY errors_ts WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY dev")
-        e.bind(1, eventsFromMs); e.bind(2, toMs)
-        while try e.step() { if let i = index.get(e.int(0)) { out[i].errorEvents = e.int(1) } }
+        while try cr.step() { if let i = index.get(cr.int(0)) { out[i].crashes += 1 } }
+        try forEachInt64(
+            "SELECT dev FROM errors INDEXED BY errors_ts WHERE ts_ms >= ?1 AND ts_ms < ?2", eventsFromMs, toMs
+        ) { dev in if let i = index.get(dev) { out[i].errorEvents += 1 } }
+    }
+
+    /// Runs a one-column integer query with two integer parameters through the C API (no
+    /// per-row wrapper calls): for scans of tens of thousands of index entries.
+    func forEachInt64(_ sql: String, _ a: Int64, _ b: Int64, _ body: (Int64) -> Void) throws {
+        var stmt: OpaquePointer?
+        var rc = sqlite3_prepare_v2(connection.db, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw connection.error(rc, "preparing \(sql)") }
+        defer { sqlite3_finalize(stmt) }
+        sqlite3_bind_int64(stmt, 1, a)
+        sqlite3_bind_int64(stmt, 2, b)
+        while true {
+            rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { return }
+            guard rc == SQLITE_ROW else { throw connection.error(rc, "running \(sql)") }
+            body(sqlite3_column_int64(stmt, 0))
+        }
     }
 
     /// The contract's quantile over several sorted (key, count) runs. When the keys span a
@@ -720,6 +796,13 @@ public final class DeviceWindowCache {
     public static let maxAgeMs: Int64 = 30_000
 
     var buckets: [Int64: Bucket] = [:]
+    /// The older buckets of the window merged per device, and which buckets those are.
+    var merged: (range: ClosedRange<Int64>, bucket: Bucket)?
+    /// The last registry read, and the highest receiver time and state change time in it.
+    var registry: StoreReader.DeviceTable?
+    var registryIndex = DevIndex()
+    var registryMarks = (received: Int64.min, state: Int64.min)
+    var registryBuiltAtMs: Int64?
     private var builtAtMs: Int64?
 
     public init() {}
@@ -730,9 +813,79 @@ public final class DeviceWindowCache {
             // Still fresh.
         } else {
             buckets.removeAll(keepingCapacity: true)
+            merged = nil
             builtAtMs = nowMs
         }
         for b in buckets.keys where b < from || b > to { buckets[b] = nil }
+    }
+
+    /// Several buckets as one: per device (in `dev` order) the sums of its rows and its sketch
+    /// runs merged into one sorted run.
+    static func merge(_ parts: [Bucket]) -> Bucket {
+        var cols = Columns()
+        cols.keyStart.append(0)
+        withExtendedLifetime(parts) {
+            let views = parts.map(\.view)
+            var heads = [Int](repeating: 0, count: views.count)
+            var dense = [Int64](repeating: 0, count: 4096)
+            var pairs: [(Int32, Int64)] = []
+            while true {
+                var dev = Int64.max
+                for (k, v) in views.enumerated() where heads[k] < v.rows { dev = min(dev, v.devs[heads[k]]) }
+                guard dev != .max else { break }
+                var inferences: Int64 = 0, errors: Int64 = 0, samples: Int64 = 0, count: Int64 = 0
+                var temp = 0.0, cpu = 0.0
+                var lo = Int32.max, hi = Int32.min
+                for (k, v) in views.enumerated() where heads[k] < v.rows && v.devs[heads[k]] == dev {
+                    let j = heads[k]
+                    inferences &+= v.inferences[j]; errors &+= v.errors[j]; samples &+= v.samples[j]
+                    temp += v.tempSum[j]; cpu += v.cpuSum[j]
+                    count = DDSketch.saturatingAddPublic(count, v.sketchCount[j])
+                    let from = Int(v.keyStart[j]), to = Int(v.keyStart[j + 1])
+                    if from < to {
+                        lo = min(lo, v.keys[from])
+                        hi = max(hi, v.keys[to - 1])
+                    }
+                }
+                let span = lo <= hi ? Int(hi - lo) + 1 : 0
+                pairs.removeAll(keepingCapacity: true)
+                for (k, v) in views.enumerated() where heads[k] < v.rows && v.devs[heads[k]] == dev {
+                    let j = heads[k]
+                    for x in Int(v.keyStart[j])..<Int(v.keyStart[j + 1]) {
+                        if span <= dense.count {
+                            let i = Int(v.keys[x] - lo)
+                            dense[i] = DDSketch.saturatingAddPublic(dense[i], v.counts[x])
+                        } else {
+                            pairs.append((v.keys[x], v.counts[x]))
+                        }
+                    }
+                    heads[k] += 1
+                }
+                if span <= dense.count {
+                    for i in 0..<span where dense[i] != 0 {
+                        cols.keys.append(lo + Int32(i))
+                        cols.counts.append(dense[i])
+                        dense[i] = 0
+                    }
+                } else {
+                    pairs.sort { $0.0 < $1.0 }
+                    for (key, c) in pairs {
+                        if cols.keys.count > Int(cols.keyStart.last!), cols.keys.last == key {
+                            cols.counts[cols.counts.count - 1] = DDSketch.saturatingAddPublic(cols.counts[cols.counts.count - 1], c)
+                        } else {
+                            cols.keys.append(key)
+                            cols.counts.append(c)
+                        }
+                    }
+                }
+                cols.devs.append(dev)
+                cols.inferences.append(inferences); cols.errors.append(errors); cols.samples.append(samples)
+                cols.tempSum.append(temp); cols.cpuSum.append(cpu)
+                cols.sketchCount.append(count)
+                cols.keyStart.append(Int32(cols.keys.count))
+            }
+        }
+        return Bucket(bucket: -1, cols)
     }
 
     /// Appends a valid `DDSketch.encodedBinary()` blob's buckets; returns its count (0, and
@@ -771,8 +924,17 @@ public final class DeviceWindowCache {
 struct DevIndex {
     private var dense: [Int32] = []
     private var sparse: [Int64: Int] = [:]
+    private(set) var count = 0
+
+    init() {}
+
+    /// Positions of `devs` in order.
+    init(_ devs: [Int64]) {
+        for (i, d) in devs.enumerated() { set(d, i) }
+    }
 
     mutating func set(_ dev: Int64, _ i: Int) {
+        count += 1
         if dev >= 0 && dev < 1 << 24 && dev <= Int64(dense.count) * 2 + 1024 {
             if dev >= dense.count { dense.append(contentsOf: repeatElement(-1, count: Int(dev) - dense.count + 1)) }
             dense[Int(dev)] = Int32(i)

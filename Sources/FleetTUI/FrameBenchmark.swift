@@ -23,6 +23,9 @@ public enum FrameBenchmark {
         public var rows: Int
         public var refresh = Phases()
         public var keypress = Phases()
+        /// Refresh frames 31 s apart: every cache (device windows, registry, cohort signals) is
+        /// rebuilt, as happens once every 30 s in a live session.
+        public var rebuild = Phases()
         public var firstFrameMs: Double = 0
     }
 
@@ -69,6 +72,22 @@ public enum FrameBenchmark {
                     result.keypress.total.append(t3 - t1)
                 }
             }
+            for i in 0..<max(3, frames / 5) {
+                let t0 = SnapshotLoader.monotonicMs()
+                let s = try builder.build(state.loadRequest, nowMs: now + Int64(i + 1) * 31_000)
+                presenter.update(s)
+                let t1 = SnapshotLoader.monotonicMs()
+                _ = state.apply(.pageDown, nav: nav)
+                let (canvas, n) = presenter.frame(&state, width: width, height: height, nowMs: now)
+                nav = n
+                let t2 = SnapshotLoader.monotonicMs()
+                screen.paint(canvas)
+                let t3 = SnapshotLoader.monotonicMs()
+                result.rebuild.query.append(t1 - t0)
+                result.rebuild.layout.append(t2 - t1)
+                result.rebuild.render.append(t3 - t2)
+                result.rebuild.total.append(t3 - t0)
+            }
             out.append(result)
         }
         return out
@@ -88,7 +107,8 @@ public enum FrameBenchmark {
             "{\"view\":\"\(r.view.rawValue)\",\"width\":\(r.width),\"height\":\(r.height),\"devices\":\(r.devices),\"rows\":\(r.rows),"
                 + "\"first_frame_ms\":\(f(r.firstFrameMs)),"
                 + "\"refresh\":{\"query\":\(phase(r.refresh.query)),\"layout\":\(phase(r.refresh.layout)),\"render\":\(phase(r.refresh.render)),\"total\":\(phase(r.refresh.total))},"
-                + "\"keypress\":{\"layout\":\(phase(r.keypress.layout)),\"render\":\(phase(r.keypress.render)),\"total\":\(phase(r.keypress.total))}}"
+                + "\"keypress\":{\"layout\":\(phase(r.keypress.layout)),\"render\":\(phase(r.keypress.render)),\"total\":\(phase(r.keypress.total))},"
+                + "\"rebuild\":{\"query\":\(phase(r.rebuild.query)),\"total\":\(phase(r.rebuild.total))}}"
         }.joined(separator: "\n")
     }
 }

@@ -41,7 +41,7 @@ public final class SnapshotBuilder {
         snap.windows = w
         snap.loadedAtMs = nowMs
         // The devices view reads the whole registry anyway: the header's counts come from it.
-        var table = request.view == .devices ? try reader.deviceTable() : nil
+        var table = request.view == .devices ? try reader.deviceTable(cache: deviceCache, nowMs: nowMs) : nil
         let scan = table == nil ? try reader.registryScan() : nil
         let newest = table?.latestSeenMs ?? scan?.latestSeenMs
         snap.newestDataMs = newest

@@ -13,7 +13,7 @@ public enum SortValue: Sendable {
             case (_?, nil): return true
             default: return false
             }
-        case let (.text(x), .text(y)): return x.utf8.lexicographicallyPrecedes(y.utf8)
+        case let (.text(x), .text(y)): return x < y
         case (.number, .text): return true
         case (.text, .number): return false
         }
@@ -117,7 +117,7 @@ public struct TableSpec<Row>: Sendable {
             if ka.isMissing != kb.isMissing { return kb.isMissing }
             if SortValue.less(ka, kb) { return !descending }
             if SortValue.less(kb, ka) { return descending }
-            return ids[a]!.utf8.lexicographicallyPrecedes(ids[b]!.utf8)
+            return ids[a]! < ids[b]!
         }
         return idx
     }

@@ -104,7 +104,6 @@ public enum TopApp {
                     case .redraw: dirty = true
                     case .skip: break
                     }
-                    if key == .resize { screen.resize() }
                 }
                 if state.loadRequest != request {
                     request = state.loadRequest

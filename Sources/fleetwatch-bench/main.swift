@@ -129,7 +129,8 @@ case "edge": benchEdge()
 case "store-write": try benchStoreWrite()
 case "store-query": try benchStoreQuery()
 case "ingest": try benchIngest()
+case "top": try benchTop()
 default:
-    print("usage: fleetwatch-bench decode [--seconds S] [--file PATH] | sketch [--seconds S] | edge [--runs N] [--models DIR] [--no-ort] [--profile] | store-write [--devices N] [--messages M] [--batch B] | store-query [--devices N] | ingest [--messages N] [--devices D]")
+    print("usage: fleetwatch-bench decode [--seconds S] [--file PATH] | sketch [--seconds S] | edge [--runs N] [--models DIR] [--no-ort] [--profile] | store-write [--devices N] [--messages M] [--batch B] | store-query [--devices N] | ingest [--messages N] [--devices D] | top [--devices N] [--frames F] [--idle-seconds S]")
     exit(args.isEmpty ? 0 : 2)
 }

@@ -47,7 +47,6 @@ struct Top: ParsableCommand {
         guard let ms = PromDuration.parseMs(refresh), ms >= 100 else {
             throw ValidationError("--refresh: '\(refresh)' is not a duration of at least 100ms (e.g. 2s)")
         }
-        _ = ms
         guard ViewKind(rawValue: view) != nil else { throw ValidationError("--view: use cohorts, devices, alerts or versions") }
         for l in labels where !StoreReader.cohortLabels.contains(l) {
             throw ValidationError("--by: unknown label '\(l)': use \(StoreReader.cohortLabels.joined(separator: ", "))")

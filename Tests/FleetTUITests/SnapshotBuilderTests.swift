@@ -83,8 +83,17 @@ import Testing
         let warm = try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 2)
         #expect(cold == first && first == warm)
         #expect(cache.buckets.count == 5)
+        #expect(cache.merged?.range.count == 3)
+        // The registry is re-read incrementally: a new message and a new device show up.
+        let w = try StoreWriter(path: db.path)
+        try w.write([Device(id: "cam-03").message(seq: 1000, at: to - 1000, records: [Device.inference(at: to - 1000, count: 10, errors: 5)]),
+                     Device(id: "cam-99", version: "2.0.0").message(seq: 1, at: to - 500, records: [Device.inference(at: to - 500)])], receivedMs: t0 + 60_000)
+        let after = try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 4)
+        #expect(after.count == 13 && after.last?.deviceID == "cam-99" && after.last?.modelVersion == "2.0.0")
+        #expect(after.first { $0.deviceID == "cam-03" }?.lastSeq == 1000)
+        #expect(after == (try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to)))
         // A moved window evicts the buckets it left.
-        _ = try reader.deviceSummaries(recentFromMs: to - 120_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 3)
+        _ = try reader.deviceSummaries(recentFromMs: to - 120_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 5)
         #expect(cache.buckets.count == 2)
     }
 

@@ -473,7 +473,6 @@ private struct DecoderState {
         var device: (sku: String, firmware: String, agent: String)?
         var model: ModelInfo?
         var records: [TelemetryRecord]?
-        var schemaSeen = false
 
         while let key = try cur.nextKey(first: &first, closeOffset: &close) {
             guard let field = try match(key, in: topKeys, seen: &seen, unknown: &unknown) else {
@@ -484,7 +483,6 @@ private struct DecoderState {
             push(topKeys.names[field])
             switch field {
             case 0:
-                schemaSeen = true
                 if let t = try stringToken() {
                     if let i = cur.withBytes(t, { schemaValues.index(of: $0) }) { version = i + 1 } else {
                         unsupportedSchema = true
@@ -504,7 +502,6 @@ private struct DecoderState {
         for (i, name) in topKeys.names.enumerated() where seen & (1 << UInt32(i)) == 0 {
             violateMissing(name, at: close)
         }
-        _ = schemaSeen
         // Version-dependent rules, now that the version is known.
         if version == 1, let v = v2OnlyMember, violation.map({ v.offset < $0.offset }) ?? true {
             violation = v
@@ -616,7 +613,6 @@ private struct DecoderState {
         var close = 0
         var unknown: [[UInt8]] = []
         var bag = RecordBag()
-        var kindOffset = -1
         while let key = try cur.nextKey(first: &first, closeOffset: &close) {
             guard let fi = try match(key, in: recordKeys, seen: &bag.seen, unknown: &unknown) else {
                 violateNotAllowed(key)
@@ -629,8 +625,7 @@ private struct DecoderState {
             var valid = true
             switch field {
             case .kind:
-                kindOffset = cur.pos
-                if let k = try enumerated(kindValues, RecordKind.self) { bag.kind = k } else { valid = false; kindOffset = -1 }
+                if let k = try enumerated(kindValues, RecordKind.self) { bag.kind = k } else { valid = false }
             case .tsMs: if let v = try timestamp() { bag.tsMs = v } else { valid = false }
             case .sessionID: if let v = try text(1, 64) { bag.sessionID = v } else { valid = false }
             case .status: if let v = try enumerated(statusValues, SessionStatus.self) { bag.status = v } else { valid = false }
@@ -661,7 +656,6 @@ private struct DecoderState {
             pop()
         }
         cur.leaveContainer()
-        _ = kindOffset
         return judge(&bag, close: close)
     }
 

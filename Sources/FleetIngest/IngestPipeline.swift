@@ -53,6 +53,8 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
     public let metrics = IngestMetrics()
     let queue: BoundedQueue<QueueItem>
     let writer: StoreWriter
+    /// One read-only connection for the pipeline's own reads (gaps, gauges), opened once.
+    let reader: StoreReader
     var client: MQTTClient?
     var logger: Logger
     private var limiter: RateLimiter
@@ -77,7 +79,8 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         writer = try StoreWriter(path: config.dbPath, options: config.store)
         limiter = RateLimiter(ratePerSecond: config.ratePerDevice, burst: config.burstPerDevice)
         scheduler = ReplayScheduler(maxAttempts: config.replayMaxAttempts, firstRetryMs: config.replayFirstRetryMs)
-        let c = try StoreReader(path: config.dbPath).ingestCounters()
+        reader = try StoreReader(path: config.dbPath)
+        let c = try reader.ingestCounters()
         metrics.seed(received: c.received, stored: c.stored, duplicates: c.duplicates, quarantined: c.quarantined, replaysRequested: c.replaysRequested)
         metrics.setOpenGaps(c.openGaps)
         let q = queue
@@ -183,7 +186,7 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         try client.start()
         logger.info("ingesting", metadata: ["db": "\(config.dbPath)", "topics": "\(config.topics.joined(separator: " "))"])
         // Gaps still open from an earlier run are asked for again.
-        for g in try StoreReader(path: config.dbPath).openGaps() {
+        for g in try reader.openGaps() {
             scheduler.gapOpened(deviceID: g.deviceID, range: g.fromSeq...g.toSeq, nowMs: wallClockMs())
         }
         startSender()
@@ -276,7 +279,6 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
             if stale > 0 { logger.info("devices went silent", metadata: ["count": "\(stale)", "stale_after_ms": "\(config.staleAfterMs)"]) }
             // Retention in small steps, a few per tick, so ingest never waits long.
             for _ in 0..<4 where try writer.prune(nowMs: now) > 0 {}
-            let reader = try StoreReader(path: config.dbPath)
             metrics.setOpenGaps(try reader.ingestCounters().openGaps)
             metrics.setDevices(try reader.deviceCountsByState())
         }

@@ -496,7 +496,6 @@ public final class StoreWriter {
             state = DeviceState(
                 dev: connection.lastInsertRowID, firstSeenMs: m.sentAtMs, lastSeenMs: m.sentAtMs, lastReceivedMs: receivedMs,
                 attrsSeq: 0, attrs: attrs, cohort: cohort)
-            state.isNew = true
             if let p = pendingStates.removeValue(forKey: m.deviceID) {
                 let u = try connection.statement("UPDATE devices SET state = ?, state_changed_ms = ? WHERE dev = ?")
                 u.bind(1, p.online ? "online" : "offline"); u.bind(2, p.tsMs); u.bind(3, state.dev)
@@ -592,7 +591,6 @@ final class DeviceState {
     /// The ranges as last written to seq_ranges.
     var persistedRanges: [ClosedRange<Int64>] = []
     var presence = PresenceTracker()
-    var isNew = false
 
     init(dev: Int64, firstSeenMs: Int64, lastSeenMs: Int64, lastReceivedMs: Int64, attrsSeq: Int64, attrs: DeviceAttributes, cohort: Int64) {
         self.dev = dev

@@ -7,6 +7,11 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+/// The inference kernels are optimised in debug builds too: tests, `swift run fleetwatch demo`
+/// and the simulator run real inference, which unoptimised SIMD code makes ~100x slower.
+/// (An application package: unsafe flags only matter to packages used as dependencies.)
+let optimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 let package = Package(
     name: "fleetwatch",
     platforms: [.macOS(.v14)],
@@ -61,10 +66,16 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: strict),
+            swiftSettings: strict + optimisedInDebug),
         .target(
             name: "FleetAgent",
             dependencies: ["FleetCore", "EdgeRuntime", "FleetMQTT", "SQLiteKit"],
+            swiftSettings: strict),
+
+        /// The fleet simulator: many devices in one process, running real inference.
+        .target(
+            name: "FleetSim",
+            dependencies: ["FleetCore", "EdgeRuntime", "FleetAgent", "FleetMQTT"],
             swiftSettings: strict),
 
         // MARK: - Executables: argument parsing and wiring only
@@ -77,6 +88,7 @@ let package = Package(
                 "FleetMQTT",
                 "FleetTUI",
                 "FleetRules",
+                "FleetSim",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -92,7 +104,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "fleetwatch-bench",
-            dependencies: ["FleetCore", "FleetStore", "EdgeRuntime", "SQLiteKit", "FleetIngest", "FleetMQTT"],
+            dependencies: ["FleetCore", "FleetStore", "EdgeRuntime", "SQLiteKit", "FleetIngest", "FleetMQTT", "FleetSim"],
             swiftSettings: strict),
 
         // MARK: - Tests
@@ -119,6 +131,9 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "EdgeRuntimeTests", dependencies: ["EdgeRuntime"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "FleetSimTests", dependencies: ["FleetSim", "FleetAgent", "FleetCore", "EdgeRuntime"],
             swiftSettings: strict),
         .testTarget(
             name: "CLITests", dependencies: ["FleetCore"],

@@ -17,15 +17,23 @@ public final class ChildProcess: @unchecked Sendable {
     private var status: Int32?
     private var lock = pthread_mutex_t()
 
-    /// Starts `path` with `args`; stdout goes to /dev/null, stderr to a pipe read with `readStderr`.
-    public init(_ path: String, _ args: [String]) throws {
+    /// Starts `path` with `args`; stdout goes to /dev/null, stderr to a pipe read with
+    /// `readStderr` — or, with `logPath`, both to that file (appended; nothing to read).
+    public init(_ path: String, _ args: [String], logPath: String? = nil) throws {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw SpawnError(description: "pipe failed") }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        if let logPath {
+            posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            posix_spawn_file_actions_addclose(&actions, fds[1])
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        }
         posix_spawn_file_actions_addclose(&actions, fds[0])
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         var empty = sigset_t()

@@ -102,11 +102,15 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
     }
 
     private var sender: OutboxSender?
+    /// Signalled when an evaluation queued notifications, so a page leaves at once rather
+    /// than at the sender's next 250 ms poll.
+    private let outboxWake = DispatchSemaphore(value: 0)
 
     private func startSender() {
         guard let sender else { return }
         let q = queue
         let log = logger
+        let wake = outboxWake
         let t = Thread {
             while !q.isClosed {
                 do {
@@ -116,7 +120,7 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
                 } catch {
                     log.error("outbox delivery failed", metadata: ["error": "\(error)"])
                 }
-                usleep(250_000)
+                _ = wake.wait(timeout: .now() + .milliseconds(250))
             }
         }
         t.name = "fleetwatch.outbox"
@@ -248,7 +252,10 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
             }
             if eventClockMs > .min {
                 let queued = try alerts.evaluate(nowMs: eventClockMs)
-                if queued > 0 { logger.info("notifications queued", metadata: ["count": "\(queued)"]) }
+                if queued > 0 {
+                    outboxWake.signal()
+                    logger.info("notifications queued", metadata: ["count": "\(queued)"])
+                }
             }
         }
         afterBatch?(o)

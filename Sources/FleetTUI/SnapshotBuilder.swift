@@ -26,11 +26,13 @@ public final class SnapshotBuilder {
         var snap = try reader.snapshot { try load(request, nowMs: nowMs) }
         seq += 1
         snap.seq = seq
-        // Ingest rate from the counter delta between snapshots (wall time of the loads).
-        if let p = previousIngest, nowMs > p.atMs, snap.ingest.received >= p.received {
-            snap.ingestRate = Double(snap.ingest.received - p.received) * 1000 / Double(nowMs - p.atMs)
+        // Ingest rate from the counter delta between snapshots, per second of elapsed time
+        // (monotonic when given: `nowMs` may be a simulated clock running faster than the wall).
+        let at = started > 0 ? Int64(started) : nowMs
+        if let p = previousIngest, at > p.atMs, snap.ingest.received >= p.received {
+            snap.ingestRate = Double(snap.ingest.received - p.received) * 1000 / Double(at - p.atMs)
         }
-        previousIngest = (snap.ingest.received, nowMs)
+        previousIngest = (snap.ingest.received, at)
         snap.loadMs = monotonicMs() - started
         return snap
     }

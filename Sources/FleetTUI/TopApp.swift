@@ -13,6 +13,9 @@ public struct TopOptions: Sendable {
     /// Test hook (hidden `--debug-crash`): trap after the first frame, to prove the crash
     /// handler restores the terminal.
     public var crashAfterFirstFrame = false
+    /// The clock windows end at (epoch ms). Default: the wall clock. `demo` passes the
+    /// simulator's scenario clock, which runs faster than the wall.
+    public var clock: @Sendable () -> Int64 = { TopApp.wallMs() }
 
     public init(dbPath: String) { self.dbPath = dbPath }
 }
@@ -44,7 +47,7 @@ public enum TopApp {
         }
 
         var state = AppState(view: options.view, cohortLabels: options.cohortLabels)
-        let loader = try SnapshotLoader(dbPath: options.dbPath, refreshMs: options.refreshMs, request: state.loadRequest, uiWake: uiWake, clock: { wallMs() })
+        let loader = try SnapshotLoader(dbPath: options.dbPath, refreshMs: options.refreshMs, request: state.loadRequest, uiWake: uiWake, clock: options.clock)
         loader.start()
         defer { loader.stop() }
         let presenter = Presenter(dbPath: options.dbPath, glyphs: glyphs, thresholds: options.thresholds)
@@ -56,7 +59,7 @@ public enum TopApp {
         loop: while true {
             if dirty {
                 let (w, h) = screen.size
-                let (canvas, n) = presenter.frame(&state, width: w, height: h, nowMs: wallMs())
+                let (canvas, n) = presenter.frame(&state, width: w, height: h, nowMs: options.clock())
                 nav = n
                 screen.paint(canvas)
                 dirty = false

@@ -12,7 +12,7 @@ struct Fleetwatch: ParsableCommand {
             Docs: docs/ in the source tree (architecture, schema, operations, rules).
             """,
         version: "fleetwatch \(FleetVersion.string)",
-        subcommands: [Ingest.self, Query.self, Alerts.self, Rules.self, Schema.self, Top.self, Demo.self]
+        subcommands: [Ingest.self, Query.self, Alerts.self, Rules.self, Schema.self, Top.self, Simulate.self, Demo.self]
     )
 
     /// Exit codes of CONTRACTS section 7: usage errors exit 2 (argument-parser's default is 64).

@@ -104,7 +104,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "fleetwatch-bench",
-            dependencies: ["FleetCore", "FleetStore", "EdgeRuntime", "SQLiteKit", "FleetIngest", "FleetMQTT", "FleetSim"],
+            dependencies: ["FleetCore", "FleetStore", "EdgeRuntime", "SQLiteKit", "FleetIngest", "FleetMQTT", "FleetSim", "FleetRules"],
             swiftSettings: strict),
 
         // MARK: - Tests

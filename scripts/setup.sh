@@ -7,7 +7,8 @@ SUDO=""
 
 # The system packages (one per line in scripts/packages.txt, shared with .ci/run): the MQTT
 # library and broker, ncursesw for the TUI, SQLite, tmux for the TUI's end-to-end tests,
-# prometheus (it scrapes the ingester in a test), Python for the conformance tooling.
+# prometheus (it scrapes the ingester in a test), prometheus-alertmanager and amtool (the
+# alertmanager receiver is tested against it), Python for the conformance tooling.
 mapfile -t packages < "$(dirname "$0")/packages.txt"
 missing=()
 for p in "${packages[@]}"; do

@@ -6,6 +6,11 @@ public struct RulesFile: Sendable, Equatable {
     public var groups: [RuleGroup]
 
     public var allRules: [AlertRule] { groups.flatMap(\.rules) }
+
+    public init(receivers: [Receiver], groups: [RuleGroup]) {
+        self.receivers = receivers
+        self.groups = groups
+    }
 }
 
 public struct Receiver: Sendable, Equatable {
@@ -47,13 +52,9 @@ public enum ComparisonOp: String, Sendable, CaseIterable {
     }
 }
 
-/// Where a drift signal's reference distribution comes from.
-public enum Baseline: Sendable, Equatable {
-    /// The cohort's first `durationMs` of data (default 24 h).
-    case first(durationMs: Int64)
-    /// The same cohort labels on another model version.
-    case version(String)
-}
+/// Where a drift signal's reference distribution comes from: `first:DUR` or `version:V`
+/// (defined in FleetCore, where the store plans which rollups make it up).
+public typealias Baseline = DriftBaseline
 
 public struct AlertRule: Sendable, Equatable {
     public var alert: String
@@ -82,7 +83,7 @@ public struct AlertRule: Sendable, Equatable {
 
     public static let defaultRepeatIntervalMs: Int64 = 4 * 3_600_000
     public static let defaultStaleAfterMs: Int64 = 5 * 60_000
-    public static let defaultBaseline = Baseline.first(durationMs: 24 * 3_600_000)
+    public static let defaultBaseline = Baseline.default
 }
 
 /// One problem in a rules file, with where it is.

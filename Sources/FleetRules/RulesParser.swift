@@ -7,7 +7,7 @@ import Yams
 public enum RulesParser {
     public static let labelNamePattern = "^[a-zA-Z_][a-zA-Z0-9_]*$"
     static let cohortLabels: Set<String> = ["model_name", "model_version", "sku", "firmware", "accelerator", "device_id"]
-    static let driftSignals: Set<Signal> = [.confidencePSI, .confidenceJS, .classMixPSI]
+    public static let driftSignals: Set<Signal> = [.confidencePSI, .confidenceJS, .classMixPSI]
     static let offlineSignals: Set<Signal> = [.offlineDevices, .offlineRatio]
 
     public static func parse(_ text: String, file: String) -> Result<RulesFile, RuleErrors> {

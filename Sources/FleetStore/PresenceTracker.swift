@@ -35,7 +35,12 @@ struct PresenceTracker {
             if t < s.firstMs { s.firstMs = t; s.dirty = true }
             latest[cohort] = s
         } else if t > s.lastMs {
-            // A new stretch after a silence; the old one is already stored.
+            // A new stretch after a silence. The old one is stored unless it changed in this
+            // batch (several stretches in one batch): then it is written as it stands.
+            if s.dirty {
+                let moved = s.storedFirstMs.flatMap { $0 != s.firstMs ? $0 : nil }
+                standalone.append(Change(cohort: cohort, firstMs: s.firstMs, lastMs: s.lastMs, replacesFirstMs: moved))
+            }
             latest[cohort] = Stretch(firstMs: t, lastMs: t, storedFirstMs: nil, dirty: true)
         } else {
             // Late data from long before the latest stretch: a stretch of its own.

@@ -280,19 +280,34 @@ public final class StoreReader {
 
     /// Every signal per cohort for `[fromMs, toMs)`, cohorts formed by `by` (a subset of
     /// `cohortLabels`, or `device_id`). Drift baselines: the cohort's first `baselineMs` of data.
-    public func fleet(fromMs: Int64, toMs: Int64, by: [String], baselineMs: Int64 = 86_400_000) throws -> [CohortResult] {
+    public func fleet(fromMs: Int64, toMs: Int64, by: [String], baselineMs: Int64) throws -> [CohortResult] {
+        try fleet(fromMs: fromMs, toMs: toMs, by: by, baseline: .first(durationMs: baselineMs))
+    }
+
+    /// Every signal per cohort for `[fromMs, toMs)`, cohorts formed by `by` (a subset of
+    /// `cohortLabels`, or `device_id`), drift measured against `baseline` (DriftBaseline; nil:
+    /// no baselines, drift signals are null).
+    public func fleet(fromMs: Int64, toMs: Int64, by: [String], baseline: DriftBaseline? = .default) throws -> [CohortResult] {
         let byDevice = by.contains("device_id")
         let cohortLabelsUsed = by.filter { $0 != "device_id" }
         for l in cohortLabelsUsed where !Self.cohortLabels.contains(l) {
             throw StoreError("unknown label '\(l)': use one of \((Self.cohortLabels + ["device_id"]).joined(separator: ", "))")
         }
         // Fine cohorts and their label values.
-        var cohortLabelsByID: [Int64: [String: String]] = [:]
-        let c = try connection.statement("SELECT cohort, model_name, model_version, sku, firmware, accelerator FROM cohorts")
-        while try c.step() {
-            cohortLabelsByID[c.int(0)] = [
-                "model_name": c.text(1), "model_version": c.text(2), "sku": c.text(3), "firmware": c.text(4), "accelerator": c.text(5),
-            ]
+        let cohortLabelsByID = try cohortLabelMap()
+        if !byDevice {
+            // Cohort labels only: one pass over the window, grouped in memory (FleetWindow).
+            var rows = group(try fleetWindow(fromMs: fromMs, toMs: toMs, cohortLabels: cohortLabelsByID), by: by)
+            if let baseline {
+                let refs = try baselineAggregates(baseline, by: by, cohortLabels: cohortLabelsByID, asOfMs: toMs)
+                for i in rows.indices {
+                    guard let b = refs[baseline.referenceKey(Dictionary(uniqueKeysWithValues: rows[i].labels))] else { continue }
+                    rows[i].aggregate.baselineHist = b.hist
+                    rows[i].aggregate.baselineClasses = b.classes
+                    rows[i].values = SignalValues(rows[i].aggregate)
+                }
+            }
+            return rows
         }
         func groupKey(_ cohort: Int64, device: String?) -> [String] {
             let labels = cohortLabelsByID[cohort] ?? [:]
@@ -347,8 +362,8 @@ public final class StoreReader {
             if s.int(2) != 0 { t.1.insert(s.int(0)) }
             terminal[key] = t
         }
-        // Baselines: each group's first `baselineMs` of data, complete only once that has passed.
-        let baselines = try baselineAggregates(groupKey: { groupKey($0, device: nil) }, baselineMs: baselineMs, asOfMs: toMs)
+        // Baselines (DriftBaseline.plan): complete only once their period has passed.
+        let baselines = try baseline.map { try baselineAggregates($0, by: by, cohortLabels: cohortLabelsByID, asOfMs: toMs) } ?? [:]
 
         var out: [CohortResult] = []
         for (key, var agg) in groups {
@@ -356,8 +371,8 @@ public final class StoreReader {
             agg.fleetDevices = Int64(fleetDevices.count)
             agg.devicesWithTerminalSession = Int64(terminal[key]?.0.count ?? 0)
             agg.devicesWithCrash = Int64(terminal[key]?.1.count ?? 0)
-            let baseKey = byDevice ? nil : key
-            if let baseKey, let b = baselines[baseKey] {
+            let groupLabels = Dictionary(uniqueKeysWithValues: zip(by, key))
+            if let baseline, let b = baselines[baseline.referenceKey(groupLabels)] {
                 agg.baselineHist = b.hist
                 agg.baselineClasses = b.classes
             }
@@ -461,29 +476,45 @@ public final class StoreReader {
         return out
     }
 
-    /// Baseline histograms per group: the first `baselineMs` after the group's first hour of data;
-    /// only groups whose baseline ended by `asOfMs`.
-    func baselineAggregates(groupKey: (Int64) -> [String], baselineMs: Int64, asOfMs: Int64) throws -> [[String]: (hist: [Int64], classes: [String: Int64])] {
-        var firstHour: [[String]: Int64] = [:]
-        var cohortsOf: [[String]: [Int64]] = [:]
+    /// Baseline histograms per reference key of `baseline` (DriftBaseline.plan), from the hour
+    /// rollups; only references whose period ended by `asOfMs`.
+    func baselineAggregates(
+        _ baseline: DriftBaseline, by: [String], cohortLabels: [Int64: [String: String]], asOfMs: Int64
+    ) throws -> [[String: String]: (hist: [Int64], classes: [String: Int64])] {
+        var out: [[String: String]: (hist: [Int64], classes: [String: Int64])] = [:]
+        for (key, range) in baseline.plan(by: by, cohorts: try baselineCohorts(cohortLabels), asOfMs: asOfMs) {
+            if let b = try baselineHistogram(range) { out[key] = b }
+        }
+        return out
+    }
+
+    /// Every fine cohort with a confidence histogram: its labels and first hour (DriftBaseline.plan's input).
+    public func baselineCohorts(_ labels: [Int64: [String: String]]? = nil) throws -> [DriftBaseline.Cohort] {
+        let cohortLabels = try labels ?? cohortLabelMap()
+        var cohorts: [DriftBaseline.Cohort] = []
         let f = try connection.statement("SELECT cohort, min(bucket) FROM rollup_hour WHERE hist IS NOT NULL GROUP BY cohort")
         while try f.step() {
-            let key = groupKey(f.int(0))
-            firstHour[key] = min(firstHour[key] ?? .max, f.int(1))
-            cohortsOf[key, default: []].append(f.int(0))
+            cohorts.append(DriftBaseline.Cohort(id: f.int(0), labels: cohortLabels[f.int(0)] ?? [:], firstHour: f.int(1)))
         }
-        var out: [[String]: (hist: [Int64], classes: [String: Int64])] = [:]
-        let hours = max(1, baselineMs / Time.hourMs)
-        for (key, h0) in firstHour {
-            let endMs = (h0 + hours) * Time.hourMs
-            guard endMs <= asOfMs, let ids = cohortsOf[key] else { continue }
-            let s = try connection.prepare("""
-                SELECT fw_hist_agg(hist), fw_classes_agg(classes) FROM rollup_hour
-                WHERE bucket >= \(h0) AND bucket < \(h0 + hours) AND cohort IN (\(ids.map(String.init).joined(separator: ",")))
-                """)
-            if try s.step(), !s.isNull(0) {
-                out[key] = (Codecs.decodeHistogram(s.blob(0)), Codecs.decodeClasses(s.blob(1)))
-            }
+        return cohorts
+    }
+
+    /// The merged confidence histogram and class counts of one baseline range; nil without data.
+    public func baselineHistogram(_ range: DriftBaseline.Range) throws -> (hist: [Int64], classes: [String: Int64])? {
+        let s = try connection.prepare("""
+            SELECT fw_hist_agg(hist), fw_classes_agg(classes) FROM rollup_hour
+            WHERE bucket >= \(range.fromHour) AND bucket < \(range.toHour) AND cohort IN (\(range.cohorts.map(String.init).joined(separator: ",")))
+            """)
+        guard try s.step(), !s.isNull(0) else { return nil }
+        return (Codecs.decodeHistogram(s.blob(0)), Codecs.decodeClasses(s.blob(1)))
+    }
+
+    /// Labels of every fine cohort.
+    public func cohortLabelMap() throws -> [Int64: [String: String]] {
+        var out: [Int64: [String: String]] = [:]
+        let c = try connection.statement("SELECT cohort, model_name, model_version, sku, firmware, accelerator FROM cohorts")
+        while try c.step() {
+            out[c.int(0)] = ["model_name": c.text(1), "model_version": c.text(2), "sku": c.text(3), "firmware": c.text(4), "accelerator": c.text(5)]
         }
         return out
     }

@@ -130,8 +130,9 @@ case "store-write": try benchStoreWrite()
 case "store-query": try benchStoreQuery()
 case "ingest": try benchIngest()
 case "top": try benchTop()
+case "alerts-eval": try benchAlertsEval()
 case "sim-scale": try benchSimScale()
 default:
-    print("usage: fleetwatch-bench decode [--seconds S] [--file PATH] | sketch [--seconds S] | edge [--runs N] [--models DIR] [--no-ort] [--profile] | store-write [--devices N] [--messages M] [--batch B] | store-query [--devices N] | ingest [--messages N] [--devices D] | top [--devices N] [--frames F] [--idle-seconds S] | sim-scale [--devices N] [--seconds S] [--inferences I] [--threads T]")
+    print("usage: fleetwatch-bench decode [--seconds S] [--file PATH] | sketch [--seconds S] | edge [--runs N] [--models DIR] [--no-ort] [--profile] | store-write [--devices N] [--messages M] [--batch B] | store-query [--devices N] | ingest [--messages N] [--devices D] | top [--devices N] [--frames F] [--idle-seconds S] | alerts-eval [--devices N] [--cycles C] | sim-scale [--devices N] [--seconds S] [--inferences I] [--threads T]")
     exit(args.isEmpty ? 0 : 2)
 }

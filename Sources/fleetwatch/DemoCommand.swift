@@ -79,6 +79,8 @@ struct Demo: ParsableCommand {
             code = try stack.run(headless: headless, durationMs: durationMs)
         } catch let e as DemoError {
             stack.shutdown()
+            // Keep the work directory only when the message points into it (logs to read).
+            if !keep && !e.message.contains(stack.dir) { try? FileManager.default.removeItem(atPath: stack.dir) }
             throw fail(e.message)
         }
         if code != 0 { throw ExitCode(code) }

@@ -188,3 +188,33 @@ import Testing
         checkClean(run)
     }
 }
+
+/// Usage errors of `simulate` and `demo` exit 2 with one clear line (CONTRACTS section 7).
+@Suite struct SimulateCLITests {
+    @Test(arguments: [
+        (["simulate", "--broker", "127.0.0.1:1883", "--devices", "0"], "--devices"),
+        (["simulate", "--broker", "127.0.0.1:1883", "--devices", "5", "--scenario", "meltdown"], "bad-rollout"),
+        (["simulate", "--broker", "nowhere", "--devices", "5"], "HOST:PORT"),
+        (["simulate", "--broker", "127.0.0.1:1883", "--devices", "5", "--speed", "0"], "--speed"),
+        (["simulate", "--broker", "127.0.0.1:1883", "--devices", "5", "--duration", "soon"], "--duration"),
+        (["demo", "--headless", "--scenario", "meltdown"], "offline-wave"),
+        (["demo", "--headless", "--duration", "forever"], "--duration"),
+    ])
+    func usageErrorsExit2(args: [String], mentions: String) throws {
+        let out = try CLI.run("fleetwatch", args)
+        #expect(out.status == 2, "\(args): \(out.stderr)")
+        #expect(out.stderr.contains(mentions), "\(args): \(out.stderr)")
+    }
+
+    @Test func demoWithoutATerminalSaysUseHeadless() throws {
+        let out = try CLI.run("fleetwatch", ["demo"])
+        #expect(out.status == 1)
+        #expect(out.stderr.contains("--headless"), "\(out.stderr)")
+    }
+
+    @Test func demoWithAMissingRulesFileSaysSo() throws {
+        let out = try CLI.run("fleetwatch", ["demo", "--headless", "--duration", "5s", "--rules", "/nonexistent/alerts.yaml"])
+        #expect(out.status == 1)
+        #expect(out.stderr.contains("/nonexistent/alerts.yaml"), "\(out.stderr)")
+    }
+}

@@ -69,7 +69,7 @@ public struct Scenario: Sendable {
             expectedAlerts = [("CrashFreeSessionsLow", cohort), ("InferenceLatencyP95High", cohort)]
         case .drift:
             events = [
-                ScenarioEvent(atMs: 35 * m, name: "fault-onset", detail: "model_version=\(Self.currentVersion),sku=xavier-nx (site \(Self.driftSite): new lighting shifts every input feature)"),
+                ScenarioEvent(atMs: 65 * m, name: "fault-onset", detail: "model_version=\(Self.currentVersion),sku=xavier-nx (site \(Self.driftSite): new lighting shifts every input feature)"),
             ]
             let cohort = ["model_version": Self.currentVersion, "sku": "xavier-nx"]
             expectedAlerts = [("ConfidenceDriftPSI", cohort), ("ConfidenceDriftJS", cohort)]
@@ -106,7 +106,7 @@ public struct Scenario: Sendable {
                 }
             }
         case .drift:
-            if d.site == Self.driftSite && t >= 35 * m { c.inputShift = 3 }
+            if d.site == Self.driftSite && t >= 65 * m { c.inputShift = 3 }
         case .offlineWave:
             if d.outageRank < 0.2 && t >= 20 * m && t < 35 * m { c.connected = false }
         case .stalledRollout:

@@ -61,24 +61,31 @@ final class SimShard: MQTTConnectionSetDelegate {
         Array("{\"state\":\"\(online ? "online" : "offline")\",\"ts_ms\":\(tsMs)}".utf8)
     }
 
+    /// The loop runs in rounds of at least this long (wall): each `poll` walks every
+    /// connection, so rounds driven by every incoming PUBACK would cost O(devices) each.
+    static let roundNs: UInt64 = 20_000_000
+
     func run() {
+        var roundStart: UInt64 = 0
         while !stopFlag.isSet {
+            let elapsed = SimClock.monotonicNs() &- roundStart
+            if roundStart > 0 && elapsed < Self.roundNs { usleep(UInt32((Self.roundNs - elapsed) / 1000)) }
+            roundStart = SimClock.monotonicNs()
             let now = clock.nowMs()
             if let endMs, now >= endMs { break }
             // Due devices, a bounded number per round so the connections keep being served.
             var produced = 0
-            while produced < 256, let (t, i) = due.peek(), t <= now {
+            while produced < 4096, let (t, i) = due.peek(), t <= now {
                 due.pop()
                 tick(i, dueMs: t, nowMs: now)
                 due.push(t + config.intervalMs, i)
                 produced += 1
             }
             flushBuffers()
-            var timeoutMs: Int32 = 50
-            if produced == 256 {
-                timeoutMs = 0
-            } else if let (t, _) = due.peek() {
-                timeoutMs = Int32(max(0, min(50, clock.wallNs(until: t) / 1_000_000)))
+            // Serve the connections; wait in poll only when nothing is due within the round.
+            var timeoutMs: Int32 = 0
+            if produced < 4096, let (t, _) = due.peek() {
+                timeoutMs = Int32(max(0, min(50, clock.wallNs(until: t) / 1_000_000 - 20)))
             }
             connections.poll(timeoutMs: timeoutMs)
         }

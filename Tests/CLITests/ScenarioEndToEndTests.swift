@@ -149,7 +149,7 @@ import Testing
     }
 
     @Test func driftPagesTheDriftingSiteCohortOnly() throws {
-        let run = try runDemo("drift", minutes: 100)
+        let run = try runDemo("drift", minutes: 135)
         let cohort = ["model_version": "1.4.0", "sku": "xavier-nx"]
         #expect(run.firingNames == ["ConfidenceDriftPSI", "ConfidenceDriftJS"], "\(run.firingNames)")
         for p in run.pages { #expect(p.labels["sku"] == "xavier-nx", "page for another cohort: \(p.labels)") }
@@ -194,7 +194,7 @@ import Testing
     @Test(arguments: [
         (["simulate", "--broker", "127.0.0.1:1883", "--devices", "0"], "--devices"),
         (["simulate", "--broker", "127.0.0.1:1883", "--devices", "5", "--scenario", "meltdown"], "bad-rollout"),
-        (["simulate", "--broker", "nowhere", "--devices", "5"], "HOST:PORT"),
+        (["simulate", "--broker", "127.0.0.1:notaport", "--devices", "5"], "HOST:PORT"),
         (["simulate", "--broker", "127.0.0.1:1883", "--devices", "5", "--speed", "0"], "--speed"),
         (["simulate", "--broker", "127.0.0.1:1883", "--devices", "5", "--duration", "soon"], "--duration"),
         (["demo", "--headless", "--scenario", "meltdown"], "offline-wave"),

@@ -76,9 +76,9 @@ import Testing
     @Test func driftOnlyAtTheSiteAndOnlyAfterOnset() {
         let s = Scenario(.drift)
         for d in fleet {
-            #expect(s.condition(of: d, at: 34 * minute).inputShift == 0)
-            #expect((s.condition(of: d, at: 41 * minute).inputShift > 0) == (d.site == Scenario.driftSite))
-            #expect(s.condition(of: d, at: 41 * minute).crashProbability == 0)
+            #expect(s.condition(of: d, at: 64 * minute).inputShift == 0)
+            #expect((s.condition(of: d, at: 66 * minute).inputShift > 0) == (d.site == Scenario.driftSite))
+            #expect(s.condition(of: d, at: 66 * minute).crashProbability == 0)
         }
     }
 
@@ -183,7 +183,7 @@ import Testing
         }
         let base = histogram(shift: 0)
         let same = histogram(shift: 0)
-        let drifted = histogram(shift: Scenario(.drift).condition(of: FleetPlan.devices(count: 10, seed: 1).first { $0.site == Scenario.driftSite }!, at: 36 * 60_000).inputShift)
+        let drifted = histogram(shift: Scenario(.drift).condition(of: FleetPlan.devices(count: 10, seed: 1).first { $0.site == Scenario.driftSite }!, at: 66 * 60_000).inputShift)
         let psiSame = Drift.psi(actual: same, expected: base)!
         let psiDrift = Drift.psi(actual: drifted, expected: base)!
         let js = Drift.jensenShannonDistance(drifted, base)!

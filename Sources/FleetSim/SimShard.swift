@@ -28,6 +28,8 @@ final class SimShard: MQTTConnectionSetDelegate {
     /// Devices with buffered messages to send now that they are connected.
     private var flushing: Set<Int> = []
     private(set) var stats = SimulatorStats()
+    /// Connected devices after the last round, for the simulator's thread to read.
+    let connectedNow = SharedCount()
 
     init(config: SimulatorConfig, scenario: Scenario, clock: SimClock, specs: [DeviceSpec], models: SimModels, endMs: Int64?, stop: AtomicFlag) throws {
         self.config = config
@@ -88,6 +90,7 @@ final class SimShard: MQTTConnectionSetDelegate {
                 timeoutMs = Int32(max(0, min(50, clock.wallNs(until: t) / 1_000_000 - 20)))
             }
             connections.poll(timeoutMs: timeoutMs)
+            connectedNow.set(connections.connectedCount)
         }
         finish()
     }
@@ -210,6 +213,26 @@ final class SimShard: MQTTConnectionSetDelegate {
         } else {
             stats.acknowledged += 1
         }
+    }
+}
+
+/// An integer one thread writes and another reads.
+final class SharedCount: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var value = 0
+
+    init() { pthread_mutex_init(&mutex, nil) }
+
+    func set(_ v: Int) {
+        pthread_mutex_lock(&mutex)
+        value = v
+        pthread_mutex_unlock(&mutex)
+    }
+
+    func get() -> Int {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return value
     }
 }
 

@@ -109,12 +109,19 @@ public final class Simulator: @unchecked Sendable {
     public let scenario: Scenario
     public let clock: SimClock
     private let output: @Sendable (String) -> Void
+    private let warn: @Sendable (String) -> Void
     private var stopFlag = AtomicFlag()
 
-    public init(config: SimulatorConfig, output: @escaping @Sendable (String) -> Void) {
+    /// `output`: the CLOCK/EVENT/SIMULATED lines; `warn`: problems worth a person's attention
+    /// (default: stderr).
+    public init(config: SimulatorConfig, output: @escaping @Sendable (String) -> Void, warn: (@Sendable (String) -> Void)? = nil) {
         self.config = config
         self.scenario = Scenario(config.scenario)
         self.output = output
+        self.warn = warn ?? { line in
+            let bytes = Array("fleetwatch simulate: \(line)\n".utf8)
+            _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        }
         clock = SimClock(startMs: config.startMs ?? SimClock.wallMs(), speed: config.speed)
     }
 
@@ -138,8 +145,23 @@ public final class Simulator: @unchecked Sendable {
 
         // The story, printed as it happens.
         var pendingEvents = scenario.events[...]
+        let startedNs = SimClock.monotonicNs()
+        var nextConnectionCheckNs = startedNs + 5_000_000_000
+        var warnedDisconnected = false
         while !stopFlag.isSet {
             let now = clock.nowMs()
+            // Say so when no device can reach the broker (they keep retrying and buffering).
+            if SimClock.monotonicNs() >= nextConnectionCheckNs {
+                nextConnectionCheckNs += 10_000_000_000
+                let connected = shards.reduce(0) { $0 + $1.connectedNow.get() }
+                if connected == 0 && !warnedDisconnected {
+                    warn("no device is connected to \(config.host):\(config.port); retrying (devices buffer up to \(config.bufferMessages) messages each)")
+                    warnedDisconnected = true
+                } else if connected > 0 && warnedDisconnected {
+                    warn("devices are connected again (\(connected) of \(specs.count))")
+                    warnedDisconnected = false
+                }
+            }
             while let e = pendingEvents.first, clock.startMs + e.atMs <= now {
                 output("EVENT \(clock.startMs + e.atMs) \(e.name) \(e.detail)")
                 pendingEvents = pendingEvents.dropFirst()

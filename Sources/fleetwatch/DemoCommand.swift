@@ -176,7 +176,10 @@ final class DemoStack: @unchecked Sendable {
         config.seed = demo.seed
         config.speed = demo.speed
         config.inferencesPerWindow = demo.inferences
-        let sim = Simulator(config: config) { [weak self] line in self?.simLine(line, headless: headless) }
+        // Warnings go to stderr only without the TUI (which owns the terminal).
+        let out = self.out
+        let sim = Simulator(config: config, output: { [weak self] line in self?.simLine(line, headless: headless) },
+                            warn: { line in if headless { out.err("fleetwatch demo: simulator: \(line)") } })
         simulator = sim
         let t = Thread { [self] in
             do {

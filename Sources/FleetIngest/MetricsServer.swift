@@ -19,27 +19,8 @@ public final class MetricsServer: @unchecked Sendable {
 
     public init(host: String, port: Int, render: @escaping @Sendable () -> String) throws {
         self.render = render
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard s >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        guard inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &addr.sin_addr) == 1 else {
-            close(s)
-            throw Failure(description: "\(host) is not an IPv4 address")
-        }
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0, listen(s, 16) == 0 else {
-            let e = String(cString: strerror(errno))
-            close(s)
-            throw Failure(description: "bind \(host):\(port): \(e)")
-        }
-        var bound = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
-        self.port = Int(UInt16(bigEndian: bound.sin_port))
+        let s: Int32
+        (s, self.port) = try listenTCP(host: host == "localhost" ? "127.0.0.1" : host, port: port).mapError { Failure(description: $0.description) }.get()
         fd = s
         let render = self.render
         thread = Thread {
@@ -91,4 +72,34 @@ public final class MetricsServer: @unchecked Sendable {
         shutdown(fd, Int32(SHUT_RDWR))
         close(fd)
     }
+}
+
+struct ListenError: Error {
+    var description: String
+}
+
+/// A listening IPv4 TCP socket on `host:port` (port 0: any free one): the descriptor and the
+/// port it got, or why not (one line).
+func listenTCP(host: String, port: Int) -> Result<(fd: Int32, port: Int), ListenError> {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard s >= 0 else { return .failure(ListenError(description: "socket: \(String(cString: strerror(errno)))")) }
+    var one: Int32 = 1
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(clamping: port).bigEndian)
+    guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else {
+        close(s)
+        return .failure(ListenError(description: "\(host) is not an IPv4 address"))
+    }
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard rc == 0, listen(s, 16) == 0 else {
+        let e = String(cString: strerror(errno))
+        close(s)
+        return .failure(ListenError(description: "bind \(host):\(port): \(e)"))
+    }
+    var bound = sockaddr_in()
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
+    return .success((s, Int(UInt16(bigEndian: bound.sin_port))))
 }

@@ -15,24 +15,8 @@ public final class WebhookReceiver: @unchecked Sendable {
 
     public init(host: String = "127.0.0.1", port: Int = 0, handle: @escaping @Sendable (_ path: String, _ body: [UInt8]) -> Void) throws {
         self.handle = handle
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard s >= 0 else { throw SpawnError(description: "socket: \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, host, &addr.sin_addr)
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0, listen(s, 16) == 0 else {
-            let e = String(cString: strerror(errno))
-            Glibc.close(s)
-            throw SpawnError(description: "webhook receiver: bind \(host):\(port): \(e)")
-        }
-        var bound = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
-        self.port = Int(UInt16(bigEndian: bound.sin_port))
+        let s: Int32
+        (s, self.port) = try listenTCP(host: host, port: port).mapError { SpawnError(description: "webhook receiver: \($0.description)") }.get()
         fd = s
         let t = Thread { [handle] in
             while true {

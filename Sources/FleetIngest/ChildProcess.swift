@@ -90,3 +90,38 @@ public final class ChildProcess: @unchecked Sendable {
     }
 }
 
+
+/// Loopback ports for the processes `ChildProcess` starts (a broker, an ingester).
+public enum Loopback {
+    /// A port free on 127.0.0.1 now (the kernel's pick; another process could take it before
+    /// it is used, which is why callers then wait for their server to listen on it).
+    public static func freePort() throws -> Int {
+        switch listenTCP(host: "127.0.0.1", port: 0) {
+        case .success(let l):
+            close(l.fd)
+            return l.port
+        case .failure(let e):
+            throw SpawnError(description: "no free loopback port: \(e.description)")
+        }
+    }
+
+    /// Waits until something accepts connections on 127.0.0.1:`port`; false after `seconds`.
+    public static func waitForPort(_ port: Int, seconds: Double) -> Bool {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let deadline = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 + seconds
+        while true {
+            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(clamping: port).bigEndian)
+            inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            close(s)
+            if rc == 0 { return true }
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            if Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 >= deadline { return false }
+            usleep(5000)
+        }
+    }
+}

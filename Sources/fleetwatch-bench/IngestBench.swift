@@ -105,12 +105,12 @@ func benchIngest() throws {
     print("  payload: \(bytes / n) bytes/message on average")
 
     // The broker, tuned as docs/operations.md says (no silent drops to slow subscribers).
-    let port = Int(freePortForBench())
+    let port = try Loopback.freePort()
     let conf = dir + "/mosquitto.conf"
     try "listener \(port) 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\npersistence false\n".write(toFile: conf, atomically: true, encoding: .utf8)
     let broker = try ChildProcess("/usr/sbin/mosquitto", ["-c", conf])
     defer { broker.signal(SIGTERM); _ = broker.wait() }
-    waitForTCP(port)
+    guard Loopback.waitForPort(port, seconds: 10) else { throw SpawnError(description: "mosquitto did not listen on \(port)") }
 
     /// Publishes everything; the returned client must stay alive until delivery is complete
     /// (libmosquitto queues QoS 1 messages and sends them as the broker acknowledges).
@@ -189,28 +189,3 @@ func benchIngest() throws {
     print("  ratio: \(fmt(ours / brokerRate)) of the broker's delivery rate\(naive.map { ", \(fmt(ours / $0))x the naive ingester" } ?? "")   goal: >= 0.9 and >= 4x")
 }
 
-func freePortForBench() -> UInt16 {
-    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(s) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
-    return UInt16(bigEndian: addr.sin_port)
-}
-
-func waitForTCP(_ port: Int) {
-    while true {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        close(s)
-        if rc == 0 { return }
-        usleep(5000)
-    }
-}

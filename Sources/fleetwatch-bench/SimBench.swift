@@ -35,12 +35,12 @@ func benchSimScale() throws {
     lim.rlim_cur = lim.rlim_max
     setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &lim)
 
-    let port = Int(freePortForBench())
+    let port = try Loopback.freePort()
     let conf = dir + "/mosquitto.conf"
     try "listener \(port) 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\nmax_inflight_messages 0\npersistence false\n".write(toFile: conf, atomically: true, encoding: .utf8)
     let broker = try ChildProcess("/usr/sbin/mosquitto", ["-c", conf], logPath: dir + "/mosquitto.log")
     defer { broker.signal(SIGTERM); _ = broker.wait() }
-    waitForTCP(port)
+    guard Loopback.waitForPort(port, seconds: 10) else { throw SpawnError(description: "mosquitto did not listen on \(port)") }
 
     let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fleetwatch").path
     let db = dir + "/fleet.db"

@@ -143,7 +143,8 @@ final class DemoStack: @unchecked Sendable {
         }
 
         // Broker.
-        let port = try Self.freePort()
+        let port: Int
+        do { port = try Loopback.freePort() } catch { throw DemoError(message: "\(error)") }
         let conf = dir + "/mosquitto.conf"
         try """
             listener \(port) 127.0.0.1
@@ -157,7 +158,7 @@ final class DemoStack: @unchecked Sendable {
         } catch {
             throw DemoError(message: "cannot start \(mosquitto): \(error)")
         }
-        guard Self.waitForPort(port, seconds: 10) else {
+        guard Loopback.waitForPort(port, seconds: 10) else {
             throw DemoError(message: "mosquitto did not listen on 127.0.0.1:\(port) (log: \(dir)/mosquitto.log)")
         }
 
@@ -332,37 +333,6 @@ final class DemoStack: @unchecked Sendable {
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
         guard n > 0 else { throw DemoError(message: "cannot find my own executable (/proc/self/exe)") }
         return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    static func freePort() throws -> Int {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(s) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0 else { throw DemoError(message: "no free loopback port: \(String(cString: strerror(errno)))") }
-        var bound = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
-        return Int(UInt16(bigEndian: bound.sin_port))
-    }
-
-    static func waitForPort(_ port: Int, seconds: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
-            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            close(s)
-            if rc == 0 { return true }
-            usleep(20_000)
-        }
-        return false
     }
 
     static func waitForLog(_ path: String, containing text: String, seconds: Double) -> Bool {

@@ -27,8 +27,8 @@ public enum ModelBuilder {
             let (fanIn, fanOut) = (layers[l], layers[l + 1])
             let std = (2 / Float(fanIn)).squareRoot() * weightScale
             // transB = 1: W is stored [out, in], as PyTorch exports it.
-            let w = (0..<(fanIn * fanOut)).map { _ in Float(gaussian(&rng)) * std }
-            let b = (0..<fanOut).map { _ in Float(gaussian(&rng)) * 0.05 }
+            let w = (0..<(fanIn * fanOut)).map { _ in Float(rng.gaussian()) * std }
+            let b = (0..<fanOut).map { _ in Float(rng.gaussian()) * 0.05 }
             graph.initializer.append(tensor("w\(l)", [fanOut, fanIn], w))
             graph.initializer.append(tensor("b\(l)", [fanOut], b))
             let last = l == layers.count - 2
@@ -91,11 +91,5 @@ public enum ModelBuilder {
             return a
         }
         return n
-    }
-
-    private static func gaussian(_ r: inout SplitMix64) -> Double {
-        let u1 = max(Double(r.next() >> 11) * 0x1p-53, 0x1p-53)
-        let u2 = Double(r.next() >> 11) * 0x1p-53
-        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
     }
 }

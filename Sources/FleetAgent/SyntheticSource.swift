@@ -52,7 +52,7 @@ public struct SyntheticSource: Sendable {
         var r = SplitMix64(seed: seed)
         var cs: [[Float]] = []
         for _ in 0..<Self.prototypes {
-            cs.append((0..<featureCount).map { _ in Float(Self.gaussian(&r) * 1.5) })
+            cs.append((0..<featureCount).map { _ in Float(r.gaussian() * 1.5) })
         }
         centers = cs
         rng = r
@@ -66,30 +66,12 @@ public struct SyntheticSource: Sendable {
         let shift = settings.drift
         let noise = settings.noise
         for i in 0..<featureCount {
-            var v = Double(center[i]) + Self.gaussian(&rng) + shift
-            if noise > 0 { v += noise * Self.gaussian(&rng) }
+            var v = Double(center[i]) + rng.gaussian() + shift
+            if noise > 0 { v += noise * rng.gaussian() }
             values[i] = Float(v)
         }
-        let injectError = settings.errorRate > 0 && Self.uniform(&rng) < settings.errorRate
-        let spike = settings.latencySpikeMs > 0 && Self.uniform(&rng) < settings.spikeRate
+        let injectError = settings.errorRate > 0 && rng.unit() < settings.errorRate
+        let spike = settings.latencySpikeMs > 0 && rng.unit() < settings.spikeRate
         return Fault(injectError: injectError, spikeMs: spike ? settings.latencySpikeMs : 0)
     }
-
-    /// Uniform in [0, 1).
-    static func uniform(_ r: inout SplitMix64) -> Double {
-        Double(r.next() >> 11) * 0x1p-53
-    }
-
-    /// Standard normal (Box-Muller; one value per call, simple over fast).
-    static func gaussian(_ r: inout SplitMix64) -> Double {
-        let u1 = max(uniform(&r), 0x1p-53)
-        let u2 = uniform(&r)
-        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
-    }
 }
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif

@@ -79,7 +79,7 @@ public enum FleetPlan {
                 let id = "\(profile.idPrefix)-\(pad(index + 1, to: count >= 100_000 ? 6 : 5))"
                 out.append(DeviceSpec(
                     index: index, deviceID: id, profile: profile, firmware: firmware, site: site,
-                    rolloutRank: uniform(&rng), outageRank: uniform(&rng), seed: rng.next()))
+                    rolloutRank: rng.unit(), outageRank: rng.unit(), seed: rng.next()))
                 index += 1
             }
         }
@@ -89,9 +89,5 @@ public enum FleetPlan {
     static func pad(_ n: Int, to width: Int) -> String {
         let s = String(n)
         return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
-    }
-
-    static func uniform(_ r: inout SplitMix64) -> Double {
-        Double(r.next() >> 11) * 0x1p-53
     }
 }

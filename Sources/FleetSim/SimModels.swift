@@ -32,7 +32,7 @@ public final class SimModels: Sendable {
         versions = v
         featureCount = Self.layers[0]
         var r = SplitMix64(seed: seed ^ 0xC0FFEE)
-        centers = (0..<4).map { _ in (0..<Self.layers[0]).map { _ in Float(InputSampler.gaussian(&r) * 1.5) } }
+        centers = (0..<4).map { _ in (0..<Self.layers[0]).map { _ in Float(r.gaussian() * 1.5) } }
     }
 }
 
@@ -57,11 +57,11 @@ public final class SimInference {
     public func infer(_ version: String, _ sampler: inout InputSampler, shift: Double) -> (classIndex: Int, confidence: Double)? {
         guard let s = sessions[version] else { return nil }
         sampler.next(into: &input, centers: models.centers, shift: shift)
-        let t0 = DispatchTimeShim.nowNs()
+        let t0 = SimClock.monotonicNs()
         do { try s.setInput(0, input) } catch { return nil }
         s.run()
         let r = interpreter.read(s)
-        nanoseconds += DispatchTimeShim.nowNs() - t0
+        nanoseconds += SimClock.monotonicNs() - t0
         runs += 1
         return r
     }
@@ -77,29 +77,11 @@ public struct InputSampler: Sendable {
     mutating func next(into values: inout [Float], centers: [[Float]], shift: Double) {
         let center = centers[Int(rng.next() % UInt64(centers.count))]
         for i in 0..<values.count {
-            values[i] = Float(Double(center[i]) + Self.gaussian(&rng) + shift)
+            values[i] = Float(Double(center[i]) + rng.gaussian() + shift)
         }
     }
 
-    mutating func uniform() -> Double { Double(rng.next() >> 11) * 0x1p-53 }
+    mutating func uniform() -> Double { rng.unit() }
 
-    mutating func normal() -> Double { Self.gaussian(&rng) }
-
-    static func gaussian(_ r: inout SplitMix64) -> Double {
-        let u1 = max(Double(r.next() >> 11) * 0x1p-53, 0x1p-53)
-        let u2 = Double(r.next() >> 11) * 0x1p-53
-        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
-    }
-}
-
-#if canImport(Glibc)
-    import Glibc
-#endif
-
-enum DispatchTimeShim {
-    static func nowNs() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
+    mutating func normal() -> Double { rng.gaussian() }
 }

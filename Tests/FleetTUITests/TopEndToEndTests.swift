@@ -69,8 +69,12 @@ struct TopEndToEndTests {
         try t.send(":")
         try t.type("sort p95")
         try t.send("Enter")
-        screen = try t.wait("p95 sort") { self.dataRows($0).first?.hasPrefix(" cam-02 ") == true && $0.contains("P95ms↓") }
-        let p95 = dataRows(screen).compactMap { Double($0.split(separator: " ").dropFirst(10).first ?? "") }
+        // Wait for the whole table to be repainted (a capture can land mid-frame), then check it.
+        let p95Column = { (screen: String) in self.dataRows(screen).compactMap { Double($0.split(separator: " ").dropFirst(10).first ?? "") } }
+        screen = try t.wait("p95 sort") {
+            self.dataRows($0).first?.hasPrefix(" cam-02 ") == true && $0.contains("P95ms↓") && p95Column($0) == p95Column($0).sorted(by: >)
+        }
+        let p95 = p95Column(screen)
         #expect(p95.count == 12 && p95 == p95.sorted(by: >), "\(p95)")
         try t.send("r")
         screen = try t.wait("reversed") { self.dataRows($0).last?.hasPrefix(" cam-02 ") == true && $0.contains("P95ms↑") }
@@ -134,8 +138,10 @@ struct TopEndToEndTests {
         defer { t.kill() }
         try t.wait(for: "DEVICES 12 online")
         try t.send("?")
-        let help = try t.wait(for: "fleetwatch top: keys")
-        for line in ["reverse the sort", "drill into the device", ":by LABEL[,LABEL]", "Esc", "sort the current table"] { #expect(help.contains(line)) }
+        // Wait for the whole overlay, not its title: a capture can land mid-frame.
+        let expected = ["reverse the sort", "drill into the device", ":by LABEL[,LABEL]", "Esc", "sort the current table"]
+        let help = try t.wait("the help overlay") { s in s.contains("fleetwatch top: keys") && expected.allSatisfy(s.contains) }
+        for line in expected { #expect(help.contains(line)) }
         try t.send("Escape")
         try t.wait("help closed") { !$0.contains("fleetwatch top: keys") }
         // Shrink to 80x24: everything still fits, the essentials still show.

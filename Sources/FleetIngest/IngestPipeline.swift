@@ -13,7 +13,9 @@ import Logging
 public struct IngestConfig: Sendable {
     public var mqtt: MQTTOptions
     public var dbPath: String
-    /// Subscribe as `$share/GROUP/...` so several ingesters split one fleet.
+    /// Subscribe as `$share/GROUP/...` so several ingesters split one fleet. The broker hands
+    /// each message to one member, so every member sees gaps in every device's seq: seq-gap
+    /// replay is off (it would store the other members' messages a second time).
     public var shareGroup: String?
     public var batchSize = 2000
     public var batchIntervalMs: UInt64 = 50
@@ -171,8 +173,17 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         if code == 0 {
             logger.info("connected to broker", metadata: ["broker": "\(config.mqtt.host):\(config.mqtt.port)", "session_present": "\(sessionPresent)"])
         } else {
-            logger.error("broker refused the connection", metadata: ["code": "\(code)"])
+            logger.error("broker refused the connection", metadata: [
+                "broker": "\(config.mqtt.host):\(config.mqtt.port)", "code": "\(code)",
+                "reason": "\(connackReason(code, config.mqtt.protocolVersion))",
+            ])
         }
+    }
+
+    /// libmosquitto's errors: why a connection failed below MQTT (TLS above all).
+    public func mqttLog(isError: Bool, message: String) {
+        let what = message.hasPrefix("OpenSSL") ? "TLS failure with the broker" : "MQTT client"
+        logger.log(level: isError ? .error : .warning, "\(what)", metadata: ["broker": "\(config.mqtt.host):\(config.mqtt.port)", "detail": "\(message)"])
     }
 
     public func mqttDisconnected(code: Int32) {
@@ -189,9 +200,13 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         for t in config.topics { try client.subscribe(t, qos: 1) }
         try client.start()
         logger.info("ingesting", metadata: ["db": "\(config.dbPath)", "topics": "\(config.topics.joined(separator: " "))"])
-        // Gaps still open from an earlier run are asked for again.
-        for g in try reader.openGaps() {
-            scheduler.gapOpened(deviceID: g.deviceID, range: g.fromSeq...g.toSeq, nowMs: wallClockMs())
+        if let group = config.shareGroup {
+            logger.info("shared subscription: seq-gap replay is off (the other members of the group store the messages this one does not see)", metadata: ["group": "\(group)"])
+        } else {
+            // Gaps still open from an earlier run are asked for again.
+            for g in try reader.openGaps() {
+                scheduler.gapOpened(deviceID: g.deviceID, range: g.fromSeq...g.toSeq, nowMs: wallClockMs())
+            }
         }
         startSender()
         var lastHousekeeping: UInt64 = 0
@@ -238,7 +253,14 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         let o = try writer.write(items)
         metrics.batch(received: o.received, stored: o.stored, duplicates: o.duplicates, quarantined: o.quarantined, commitSeconds: Double(monotonicNs() - t) / 1e9)
         let now = wallClockMs()
-        for g in o.newGaps { scheduler.gapOpened(deviceID: g.deviceID, range: g.fromSeq...g.toSeq, nowMs: now) }
+        if config.shareGroup == nil {
+            for g in o.newGaps { scheduler.gapOpened(deviceID: g.deviceID, range: g.fromSeq...g.toSeq, nowMs: now) }
+        } else if !o.newGaps.isEmpty {
+            // The broker splits each device's messages over the group: a gap here is (almost
+            // always) what another member stored. Asking the device again would store those
+            // messages in two databases.
+            logger.debug("seq gaps not replayed under a shared subscription", metadata: ["gaps": "\(o.newGaps.count)"])
+        }
         eventClockMs = max(eventClockMs, o.maxSentAtMs)
         if let alerts {
             rulesLock.lock()

@@ -57,26 +57,50 @@ public protocol MQTTClientDelegate: AnyObject, Sendable {
     /// the socket). `reasonCode` is the MQTT 5 PUBACK reason (0 success, 0x10 no subscribers;
     /// >= 0x80 the broker refused it: not delivered). Always 0 under MQTT 3.1.1.
     func mqttPublished(mid: Int32, reasonCode: Int32)
+    /// libmosquitto's own error and warning lines: the only place that says WHY a connection
+    /// failed below MQTT, e.g. "OpenSSL Error[0]: error:0A000086:SSL routines::certificate
+    /// verify failed" or "...tlsv13 alert certificate required". `isError` false: a warning.
+    func mqttLog(isError: Bool, message: String)
 }
 
 extension MQTTClientDelegate {
     /// Default: ignore acknowledgements (subscribers and fire-and-forget publishers).
     public func mqttPublished(mid: Int32, reasonCode: Int32) {}
+    /// Default: ignore libmosquitto's log.
+    public func mqttLog(isError: Bool, message: String) {}
+}
+
+/// The broker's reason for refusing a CONNECT, as text: MQTT 5 reason codes ("Not authorized")
+/// and MQTT 3.1.1 CONNACK codes ("Connection Refused: not authorised.") differ.
+public func connackReason(_ code: Int32, _ version: MQTTOptions.ProtocolVersion) -> String {
+    String(cString: version == .v5 ? mosquitto_reason_string(code) : mosquitto_connack_string(code))
 }
 
 /// A libmosquitto client: the only code that touches libmosquitto (with MQTTBroker in tests).
 ///
 /// `@unchecked Sendable`: the mosquitto handle is used from the caller's threads for
-/// publish/subscribe/stop and from libmosquitto's own network thread for callbacks; libmosquitto
-/// is thread-safe for that use once `mosquitto_threaded_set`/`loop_start` are in effect. Our own
-/// mutable state (`subscriptions`, `started`) is guarded by `lock`.
+/// publish/subscribe/stop and from our network thread for I/O and callbacks; libmosquitto is
+/// thread-safe for that use once `mosquitto_threaded_set` is in effect. Our own mutable state
+/// (`subscriptions`, `started`, `stopping`, `thread`) is guarded by `lock`.
+///
+/// The network thread is ours, not `mosquitto_loop_start`'s: libmosquitto's `loop_forever`
+/// (what loop_start runs) returns for good, and its thread ends, on TLS and protocol errors
+/// (a broker's TLS alert such as "certificate required" surfaces as EPROTO; an MQTT 5 CONNACK
+/// refusal as MOSQ_ERR_PROTOCOL), so a client that had said "reconnecting" never did. Ours
+/// reconnects with backoff after ANY failure until `stop`.
 public final class MQTTClient: @unchecked Sendable {
     private let mosq: OpaquePointer
     public let options: MQTTOptions
     private weak var delegate: (any MQTTClientDelegate)?
     private var lock = pthread_mutex_t()
+    /// Wakes the network thread's backoff wait on `stop`.
+    private var wake = pthread_cond_t()
     private var subscriptions: [(String, Int32)] = []
     private var started = false
+    private var stopping = false
+    private var thread: pthread_t?
+    /// Set by the CONNACK callback (network thread): resets the backoff.
+    private var accepted = false
 
     private static let libraryInit: Void = { mosquitto_lib_init(); return () }()
 
@@ -85,6 +109,7 @@ public final class MQTTClient: @unchecked Sendable {
         self.options = options
         self.delegate = delegate
         pthread_mutex_init(&lock, nil)
+        pthread_cond_init(&wake, nil)
         let id = options.clientID.isEmpty ? nil : options.clientID
         guard let m = mosquitto_new(id, options.cleanStart || id == nil, nil) else {
             throw MQTTError(code: MOSQ_ERR_NOMEM.rawValue, context: "creating the MQTT client")
@@ -106,7 +131,12 @@ public final class MQTTClient: @unchecked Sendable {
         if let w = options.will {
             try check(w.payload.withUnsafeBytes { mosquitto_will_set(mosq, w.topic, Int32(w.payload.count), $0.baseAddress, w.qos, w.retain) }, "setting the will")
         }
-        mosquitto_reconnect_delay_set(mosq, options.reconnectDelaySeconds, options.reconnectDelayMaxSeconds, true)
+        try check(mosquitto_threaded_set(mosq, true), "enabling threaded use")
+        mosquitto_log_callback_set(mosq) { _, obj, level, text in
+            guard let obj, let text, level == MOSQ_LOG_ERR || level == MOSQ_LOG_WARNING else { return }
+            let client = Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue()
+            client.delegate?.mqttLog(isError: level == MOSQ_LOG_ERR, message: String(cString: text))
+        }
         mosquitto_message_v5_callback_set(mosq) { _, obj, msg, _ in
             guard let obj, let msg else { return }
             let client = Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue()
@@ -118,7 +148,10 @@ public final class MQTTClient: @unchecked Sendable {
         mosquitto_connect_v5_callback_set(mosq) { _, obj, rc, flags, _ in
             guard let obj else { return }
             let client = Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue()
-            if rc == 0 { client.resubscribe() }
+            if rc == 0 {
+                client.withLock { client.accepted = true }
+                client.resubscribe()
+            }
             client.delegate?.mqttConnected(code: rc, sessionPresent: flags & 1 != 0)
         }
         mosquitto_publish_v5_callback_set(mosq) { _, obj, mid, reasonCode, _ in
@@ -134,6 +167,7 @@ public final class MQTTClient: @unchecked Sendable {
     deinit {
         stop()
         mosquitto_destroy(mosq)
+        pthread_cond_destroy(&wake)
         pthread_mutex_destroy(&lock)
     }
 
@@ -147,8 +181,12 @@ public final class MQTTClient: @unchecked Sendable {
         return try body()
     }
 
-    /// Starts the network thread and connects; reconnects by itself after any disconnect.
-    /// Subscriptions made with `subscribe` are renewed on every connect.
+    /// Connects and starts the network thread; reconnects by itself (with backoff) after any
+    /// disconnect or failed attempt. Subscriptions made with `subscribe` are renewed on every
+    /// connect. Throws only when the first attempt cannot even be made (an unresolvable host,
+    /// bad arguments). A failed TLS handshake is retried like a refused connection: libmosquitto
+    /// makes the socket non-blocking before the handshake, so whether a bad certificate fails
+    /// here or on the network thread is a race; either way the log callback says why.
     public func start() throws {
         try withLock {
             guard !started else { return }
@@ -157,15 +195,75 @@ public final class MQTTClient: @unchecked Sendable {
                 mosquitto_property_add_int32(&props, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), options.sessionExpirySeconds)
             }
             defer { mosquitto_property_free_all(&props) }
-            try check(mosquitto_loop_start(mosq), "starting the MQTT network thread")
-            // A first connection failure is retried by the loop (reconnect with backoff).
+            // Blocking TCP connect and TLS handshake; the CONNECT it queues is written by the
+            // network thread. libmosquitto keeps the properties for every reconnect.
             let rc = mosquitto_connect_bind_v5(mosq, options.host, Int32(options.port), Int32(options.keepAliveSeconds), nil, props)
-            if rc != MOSQ_ERR_SUCCESS.rawValue && rc != MOSQ_ERR_ERRNO.rawValue && rc != MOSQ_ERR_CONN_REFUSED.rawValue {
-                mosquitto_loop_stop(mosq, true)
+            let retried = [MOSQ_ERR_SUCCESS, MOSQ_ERR_ERRNO, MOSQ_ERR_CONN_REFUSED, MOSQ_ERR_TLS].map(\.rawValue)
+            if !retried.contains(rc) {
                 try check(rc, "connecting to \(options.host):\(options.port)")
             }
+            stopping = false
+            var t = pthread_t()
+            let created = pthread_create(&t, nil, { arg in
+                Unmanaged<MQTTClient>.fromOpaque(arg!).takeUnretainedValue().networkLoop()
+                return nil
+            }, Unmanaged.passUnretained(self).toOpaque())
+            guard created == 0 else {
+                throw MQTTError(code: MOSQ_ERR_ERRNO.rawValue, context: "starting the MQTT network thread: \(String(cString: strerror(created)))")
+            }
+            thread = t
             started = true
         }
+    }
+
+    /// The network thread: I/O and callbacks while connected; after a failure (lost, refused,
+    /// TLS or protocol error, or no connection yet) waits `reconnectDelaySeconds`, doubling up
+    /// to `reconnectDelayMaxSeconds` until a CONNECT is accepted, and reconnects. On `stop`:
+    /// sends DISCONNECT and returns once the socket is closed (at most ~2 s).
+    private func networkLoop() {
+        var failures: UInt32 = 0
+        var stopDeadline: UInt64?
+        while true {
+            if withLock({ stopping }) {
+                if stopDeadline == nil {
+                    stopDeadline = Self.nowNs() + 2_000_000_000
+                    // Also after a reconnect that raced with `stop`: leave cleanly (no will).
+                    if mosquitto_socket(mosq) >= 0 { _ = mosquitto_disconnect_v5(mosq, 0, nil) }
+                }
+                if mosquitto_socket(mosq) < 0 || Self.nowNs() >= stopDeadline! { return }
+                _ = mosquitto_loop(mosq, 100, 1)
+                continue
+            }
+            let rc = mosquitto_loop(mosq, 1000, 1)
+            if withLock({ let a = accepted; accepted = false; return a }) { failures = 0 }
+            if rc == MOSQ_ERR_SUCCESS.rawValue || withLock({ stopping }) { continue }
+            // Down. libmosquitto has closed the socket and fired on_disconnect when there was
+            // a connection; its log callback has said why below MQTT (TLS).
+            let delay = min(Double(options.reconnectDelayMaxSeconds), Double(options.reconnectDelaySeconds) * Double(1 << min(failures, 20)))
+            failures += 1
+            waitUnlessStopping(seconds: max(0.1, delay))
+            if withLock({ stopping }) { continue }
+            // Blocking; a failure here (refused, TLS) leaves no socket: the next mosquitto_loop
+            // returns MOSQ_ERR_NO_CONN and we back off again.
+            _ = mosquitto_reconnect(mosq)
+        }
+    }
+
+    private func waitUnlessStopping(seconds: Double) {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let ns = Int(ts.tv_nsec) + Int((seconds - seconds.rounded(.down)) * 1e9)
+        ts.tv_sec += Int(seconds) + ns / 1_000_000_000
+        ts.tv_nsec = ns % 1_000_000_000
+        pthread_mutex_lock(&lock)
+        while !stopping && pthread_cond_timedwait(&wake, &lock, &ts) == 0 {}
+        pthread_mutex_unlock(&lock)
+    }
+
+    private static func nowNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     /// Subscribes now (if connected) and after every reconnect.
@@ -190,16 +288,20 @@ public final class MQTTClient: @unchecked Sendable {
         return mid
     }
 
-    /// Disconnects cleanly (no will) and stops the network thread.
+    /// Disconnects cleanly (no will) and stops the network thread; returns once it has ended.
     public func stop() {
-        let wasStarted = withLock { () -> Bool in
-            let s = started
+        let t = withLock { () -> pthread_t? in
+            guard started else { return nil }
             started = false
-            return s
+            stopping = true
+            pthread_cond_broadcast(&wake)
+            return thread
         }
-        guard wasStarted else { return }
-        mosquitto_disconnect_v5(mosq, 0, nil)
-        mosquitto_loop_stop(mosq, false)
+        guard let t else { return }
+        // Queues DISCONNECT and wakes the network thread's select(); it finishes the job.
+        _ = mosquitto_disconnect_v5(mosq, 0, nil)
+        if pthread_equal(t, pthread_self()) == 0 { pthread_join(t, nil) } else { pthread_detach(t) }
+        withLock { thread = nil }
     }
 }
 

@@ -15,7 +15,7 @@
 //   the live handle: field 0 equals mosquitto_socket(), fields 1 and 2 are two distinct
 //   non-blocking AF_UNIX stream sockets whose peer is this process. If any check fails we leave
 //   the pair alone and count three descriptors per client (`descriptorsPerConnection`).
-// - mosquitto_loop() (so loop_start/loop_forever, which MQTTClient uses) returns
+// - mosquitto_loop() (which MQTTClient's network thread runs) returns
 //   MOSQ_ERR_INVAL when its socket is >= FD_SETSIZE (1024): a threaded MQTTClient created in a
 //   process that already has ~1,000 descriptors open never connects, silently. Create threaded
 //   clients before a big set. poll(2) here has no such limit.

@@ -35,7 +35,7 @@ struct Ingest: ParsableCommand {
     @Option(help: "MQTT client id; with it the broker keeps our session (and queued messages) across restarts.")
     var clientID: String = "fleetwatch-ingest"
 
-    @Option(help: "Subscribe as $share/GROUP/... so several ingesters split the fleet.")
+    @Option(help: "Subscribe as $share/GROUP/... so several ingesters split the fleet (seq-gap replay is then off).")
     var share: String?
 
     @Flag(help: "Use MQTT 3.1.1 instead of 5.")

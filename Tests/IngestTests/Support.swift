@@ -9,12 +9,16 @@ import Foundation
 #endif
 
 /// A real mosquitto on a free loopback port, started for one test and stopped by PID.
+/// `extraConfig` is appended to the config: listener options (TLS files) apply to its one
+/// listener, and a repeated global (`allow_anonymous false`) overrides the default above.
 final class Broker: @unchecked Sendable {
     let port: Int
     let dir: URL
     private(set) var process: ChildProcess?
+    private let logLock = NSLock()
+    private var logText = ""
 
-    init() throws {
+    init(extraConfig: String = "") throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("fw-broker-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         port = try freePort()
@@ -29,6 +33,7 @@ final class Broker: @unchecked Sendable {
             log_type warning
             log_type notice
             log_type information
+            \(extraConfig)
             """.write(to: dir.appendingPathComponent("mosquitto.conf"), atomically: true, encoding: .utf8)
         try start()
     }
@@ -44,11 +49,31 @@ final class Broker: @unchecked Sendable {
             if d.isEmpty { throw TestFailure("mosquitto exited before listening: \(log)") }
             log += String(decoding: d, as: UTF8.self)
         }
-        // Keep draining its log so it never blocks on a full pipe.
-        let drain = Thread { while !p.readStderr().isEmpty {} }
+        appendLog(log)
+        // Keep draining its log so it never blocks on a full pipe (kept for `log`).
+        let drain = Thread { [weak self] in
+            while true {
+                let d = p.readStderr()
+                if d.isEmpty { return }
+                self?.appendLog(String(decoding: d, as: UTF8.self))
+            }
+        }
         drain.start()
         // The socket is open once the line is logged; one connect confirms it.
         try waitForPort(port)
+    }
+
+    /// Everything mosquitto logged so far (connections show the protocol: p2 = 3.1.1, p5 = 5).
+    var log: String {
+        logLock.lock()
+        defer { logLock.unlock() }
+        return logText
+    }
+
+    private func appendLog(_ text: String) {
+        logLock.lock()
+        logText += text
+        logLock.unlock()
     }
 
     func stop() {
@@ -110,16 +135,25 @@ func eventually(timeout: Double = 30, _ what: String, _ condition: () throws -> 
     throw TestFailure("timed out waiting for: \(what)")
 }
 
-/// The real `fleetwatch ingest` binary as a child process.
+/// The real `fleetwatch ingest` binary as a child process. `environment` is set for it on top
+/// of ours (through env(1), which execs it: the pid is the ingester's). `awaitConnected` false:
+/// return at once (a test of a connection that must fail waits for its own log line).
 final class Ingester: @unchecked Sendable {
     let process: ChildProcess
     private var logLock = NSLock()
     private var logText = ""
 
-    init(broker: Broker, db: String, extra: [String] = []) throws {
-        process = try ChildProcess(
-            productsDir().appendingPathComponent("fleetwatch").path,
-            ["ingest", "--broker", "127.0.0.1:\(broker.port)", "--db", db, "--client-id", "ingest-\(broker.port)"] + extra)
+    init(
+        broker: Broker, db: String, extra: [String] = [], clientID: String? = nil,
+        environment: [String: String] = [:], awaitConnected: Bool = true
+    ) throws {
+        let args = ["ingest", "--broker", "127.0.0.1:\(broker.port)", "--db", db, "--client-id", clientID ?? "ingest-\(broker.port)"] + extra
+        let exe = productsDir().appendingPathComponent("fleetwatch").path
+        if environment.isEmpty {
+            process = try ChildProcess(exe, args)
+        } else {
+            process = try ChildProcess("/usr/bin/env", environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + [exe] + args)
+        }
         let p = process
         let reader = Thread { [weak self] in
             while true {
@@ -132,7 +166,7 @@ final class Ingester: @unchecked Sendable {
         }
         reader.start()
         // Ready when it says it is connected (its own log line, no sleep).
-        try eventually(timeout: 15, "ingester connected") { log.contains("connected to broker") }
+        if awaitConnected { try eventually(timeout: 15, "ingester connected") { log.contains("connected to broker") } }
     }
 
     var log: String {
@@ -144,7 +178,22 @@ final class Ingester: @unchecked Sendable {
     func signal(_ sig: Int32) { process.signal(sig) }
 
     /// Waits for exit and returns the exit status (128 + signal when killed).
-    func wait() -> Int32 { process.wait() }
+    func wait() -> Int32 {
+        let status = process.wait()
+        waited = true
+        return status
+    }
+
+    private var waited = false
+
+    /// A test that failed before stopping it: the log reader thread keeps `process` alive, so
+    /// ChildProcess's own kill-on-deinit would never run.
+    deinit {
+        if !waited {
+            process.signal(SIGKILL)
+            _ = process.wait()
+        }
+    }
 }
 
 func productsDir() -> URL {
@@ -158,15 +207,20 @@ func productsDir() -> URL {
 
 /// A fleet of test devices publishing real telemetry at QoS 1, keeping every message so it can
 /// honour replay requests on `fleet/<id>/replay` (as fleet-agent does from its buffer).
+/// `configure` adds connection options (TLS files, credentials).
 final class TestFleet: MQTTClientDelegate, @unchecked Sendable {
     let lock = NSLock()
     var sent: [String: [Int64: [UInt8]]] = [:]
     var replaysServed = 0
+    /// PUBACK reason codes received (0 = delivered to a subscriber or queued for a session;
+    /// 0x10 = no subscriber matched).
+    var pubacks: [Int32] = []
     var client: MQTTClient!
 
-    init(broker: Broker, id: String = "test-fleet-\(UUID().uuidString.prefix(8))") throws {
+    init(broker: Broker, id: String = "test-fleet-\(UUID().uuidString.prefix(8))", configure: (inout MQTTOptions) -> Void = { _ in }) throws {
         var o = MQTTOptions(host: "127.0.0.1", port: broker.port, clientID: id)
         o.cleanStart = false
+        configure(&o)
         client = try MQTTClient(o, delegate: self)
         try client.subscribe("fleet/+/replay", qos: 1)
         try client.start()
@@ -211,6 +265,17 @@ final class TestFleet: MQTTClientDelegate, @unchecked Sendable {
 
     func mqttConnected(code: Int32, sessionPresent: Bool) {}
     func mqttDisconnected(code: Int32) {}
+    func mqttPublished(mid: Int32, reasonCode: Int32) {
+        lock.lock()
+        pubacks.append(reasonCode)
+        lock.unlock()
+    }
+
+    var acknowledged: [Int32] {
+        lock.lock()
+        defer { lock.unlock() }
+        return pubacks
+    }
 
     func stop() { client.stop() }
 }

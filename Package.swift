@@ -12,6 +12,15 @@ let strict: [SwiftSetting] = [
 /// (An application package: unsafe flags only matter to packages used as dependencies.)
 let optimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
 
+/// EdgeKernelsAVX2 is EdgeKernels' sources (relative symlinks) built for AVX2 + FMA; EdgeRuntime
+/// picks one of the two at run time (CCPUFeatures), so the rest of the build stays baseline.
+/// On other architectures it is the same code without flags, and never picked.
+#if arch(x86_64)
+let avx2Kernels: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell", "-D", "FW_FMA"])]
+#else
+let avx2Kernels: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "fleetwatch",
     platforms: [.macOS(.v14)],
@@ -59,10 +68,17 @@ let package = Package(
         .target(name: "FleetTUI", dependencies: ["FleetCore", "FleetStore", "CNCurses"], swiftSettings: strict),
 
         // MARK: - Edge: what runs on a device (no ncurses)
+        /// The hot inner loops, twice: baseline, and AVX2 + FMA (docs/edge-runtime.md, "Runtime CPU dispatch").
+        .target(name: "CCPUFeatures"),
+        .target(name: "EdgeKernels", swiftSettings: strict + optimisedInDebug),
+        .target(name: "EdgeKernelsAVX2", swiftSettings: strict + optimisedInDebug + avx2Kernels),
         .target(
             name: "EdgeRuntime",
             dependencies: [
                 "FleetCore",
+                "EdgeKernels",
+                "EdgeKernelsAVX2",
+                "CCPUFeatures",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

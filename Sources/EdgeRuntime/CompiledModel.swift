@@ -21,6 +21,8 @@ public final class CompiledModel: Sendable {
     public let weightBytes: Int
     /// The kernel sequence, by node, for diagnostics (`fleet-agent infer --explain` style).
     public let steps: [String]
+    /// The kernel variant this model's kernels call (`EdgeRuntimeInfo.kernelISA` by default).
+    public let kernelISA: KernelISA
 
     let kernels: [any Kernel]
     let regions: [GraphCompiler.Region]
@@ -36,10 +38,23 @@ public final class CompiledModel: Sendable {
     /// registers at every use. The default stores them as exact float panels: the same
     /// integer arithmetic, but on baseline x86-64 (SSE2) widening costs more than the
     /// multiply, so the default is ~3-4x faster at fp32's weight size.
-    public init(onnx bytes: [UInt8], batch: Int = 1, compactInt8Weights: Bool = false) throws {
+    ///
+    /// `kernelISA`: the kernel variant to use; nil (the default) takes
+    /// `EdgeRuntimeInfo.kernelISA`. Asking for one this CPU cannot run throws
+    /// (`EdgeRuntimeInfo.availableKernelISAs` lists those it can).
+    public init(onnx bytes: [UInt8], batch: Int = 1, compactInt8Weights: Bool = false, kernelISA: KernelISA? = nil) throws {
         precondition(batch >= 1, "batch must be at least 1")
+        let kernelSet: KernelSet
+        if let kernelISA {
+            guard let set = KernelSet.make(kernelISA) else {
+                throw ModelError(.unsupportedFeature, "this CPU cannot run the \(kernelISA) kernels (available: \(EdgeRuntimeInfo.availableKernelISAs.map(\.rawValue).joined(separator: ", ")))")
+            }
+            kernelSet = set
+        } else {
+            kernelSet = .preferred
+        }
         let graph = try GraphOptimizer.optimize(try ONNXImport.graph(from: bytes))
-        var compiler = GraphCompiler(batch: batch, compactInt8: compactInt8Weights)
+        var compiler = GraphCompiler(batch: batch, compactInt8: compactInt8Weights, kernels: kernelSet)
         try compiler.compile(graph)
         let plan = compiler.plan()
         self.batch = batch
@@ -49,6 +64,7 @@ public final class CompiledModel: Sendable {
         }
         kernels = plan.kernels
         steps = plan.labels
+        self.kernelISA = kernelSet.isa
         regions = plan.regions
         constants = plan.constants
         sessionBytes = plan.bytes
@@ -60,11 +76,11 @@ public final class CompiledModel: Sendable {
     }
 
     /// Loads an ONNX model file.
-    public convenience init(contentsOf path: String, batch: Int = 1, compactInt8Weights: Bool = false) throws {
+    public convenience init(contentsOf path: String, batch: Int = 1, compactInt8Weights: Bool = false, kernelISA: KernelISA? = nil) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelError(.unreadable, "cannot read \(path)")
         }
-        try self.init(onnx: [UInt8](data), batch: batch, compactInt8Weights: compactInt8Weights)
+        try self.init(onnx: [UInt8](data), batch: batch, compactInt8Weights: compactInt8Weights, kernelISA: kernelISA)
     }
 }
 

@@ -47,8 +47,9 @@ extension GraphCompiler {
             let s = shape(ins[0])
             guard let axis = normalizeAxis(try node.int("axis", -1), rank: s.count) else { throw bad(node, "axis out of range") }
             let outer = product(Array(s[..<axis])), n = s[axis], inner = product(Array(s[(axis + 1)...]))
+            let ks = kernels
             return .kernel(outputs: [(.float, s)], scratch: []) { l, i, o, _ in
-                SoftmaxKernel(x: l.off(i[0]), y: l.off(o[0]), outer: outer, n: n, inner: inner)
+                SoftmaxKernel(x: l.off(i[0]), y: l.off(o[0]), outer: outer, n: n, inner: inner, kernels: ks)
             }
         case "Identity":
             return .alias(type(ins[0]), shape(ins[0]))
@@ -85,8 +86,9 @@ extension GraphCompiler {
         case "DynamicQuantizeLinear":
             try requireFloat(node, ins, [0])
             let count = values[ins[0]].count
+            let ks = kernels
             return .kernel(outputs: [(.uint8, shape(ins[0])), (.float, []), (.uint8, [])], scratch: []) { l, i, o, _ in
-                DynamicQuantizeKernel(x: l.off(i[0]), y: l.off(o[0]), scale: l.off(o[1]), zeroPoint: l.off(o[2]), count: count)
+                DynamicQuantizeKernel(x: l.off(i[0]), y: l.off(o[0]), scale: l.off(o[1]), zeroPoint: l.off(o[2]), count: count, kernels: ks)
             }
         case "MatMulInteger": return try lowerMatMulInteger(node, ins)
         case "ArrayFeatureExtractor": return try lowerArrayFeatureExtractor(node, ins)
@@ -107,8 +109,9 @@ extension GraphCompiler {
         let m = values[a].count / max(k, 1)
         let packed = PanelMatrix.packF32(k: k, n: n) { weights[$0 * n + $1] }
         let b = packBias(bias, n: n)
+        let ks = kernels
         return .kernel(outputs: [(.float, Array(s.dropLast()) + [n])], scratch: [], packed: [1, 2]) { l, i, o, _ in
-            GemmKernel(a: l.off(i[0]), y: l.off(o[0]), m: m, weights: packed, bias: b, relu: relu)
+            GemmKernel(a: l.off(i[0]), y: l.off(o[0]), m: m, weights: packed, bias: b, relu: relu, kernels: ks)
         }
     }
 
@@ -204,10 +207,11 @@ extension GraphCompiler {
         }
         let m = values[a].count / max(k, 1)
         let panels = packed.panels
+        let ks = kernels
         return .kernel(outputs: [(outType, Array(s.dropLast()) + [n])], scratch: [(.float, k), (.float, panels * panelWidth)], packed: [1, 2]) { l, i, o, sc in
             QuantizedGemmKernel(
                 a: l.off(i[0]), aType: aType, aZeroPoint: za, aZeroPointOffset: nil, y: l.off(o[0]), m: m,
-                weights: packed, bias: b, output: output, exactInFloat: exact, rowScratch: sc[0], accScratch: sc[1])
+                weights: packed, bias: b, output: output, exactInFloat: exact, rowScratch: sc[0], accScratch: sc[1], kernels: ks)
         }
     }
 
@@ -223,10 +227,11 @@ extension GraphCompiler {
         let bias = packBias(constant(ins, 2)?.floats, n: n)
         let count = values[ins[0]].count
         let relu = try node.int("relu", 0) == 1
+        let ks = kernels
         return .kernel(outputs: [(.float, Array(s.dropLast()) + [n])], scratch: [(.float, k), (.float, packed.panels * panelWidth)], packed: [1, 2]) { l, i, o, sc in
             DynamicQuantizedDenseKernel(
                 x: l.off(i[0]), y: l.off(o[0]), count: count, weights: packed, weightScale: sw, bias: bias, relu: relu,
-                exactInFloat: exact, rowScratch: sc[0], accScratch: sc[1])
+                exactInFloat: exact, rowScratch: sc[0], accScratch: sc[1], kernels: ks)
         }
     }
 
@@ -264,10 +269,11 @@ extension GraphCompiler {
         let m = values[a].count / max(k, 1)
         let panels = packed.panels
         let za = Float(zaConst ?? 0)
+        let ks = kernels
         return .kernel(outputs: [(.int32, Array(s.dropLast()) + [n])], scratch: [(.float, k), (.float, panels * panelWidth)], packed: zaValue == nil ? [1, 2, 3] : [1, 3]) { l, i, o, sc in
             QuantizedGemmKernel(
                 a: l.off(i[0]), aType: aType, aZeroPoint: za, aZeroPointOffset: zaValue.map { l.off($0) }, y: l.off(o[0]), m: m,
-                weights: packed, bias: b, output: .int32, exactInFloat: exact, rowScratch: sc[0], accScratch: sc[1])
+                weights: packed, bias: b, output: .int32, exactInFloat: exact, rowScratch: sc[0], accScratch: sc[1], kernels: ks)
         }
     }
 
@@ -405,8 +411,9 @@ extension GraphCompiler {
             padBegin: pb, padEnd: pe, stride: stride, dilation: dilation, outLength: outLen)
         let weights = w.floats
         let relu = try node.int("relu", 0) == 1
+        let ks = kernels
         return .kernel(outputs: [(.float, [batch, m, outLen])], scratch: [(.float, c * geometry.paddedLength + panelWidth)], packed: [1, 2]) { l, i, o, sc in
-            Conv1DKernel(x: l.off(i[0]), y: l.off(o[0]), scratch: sc[0], geometry: geometry, weights: weights, bias: bias, relu: relu)
+            Conv1DKernel(x: l.off(i[0]), y: l.off(o[0]), scratch: sc[0], geometry: geometry, weights: weights, bias: bias, relu: relu, kernels: ks)
         }
     }
 
@@ -430,8 +437,11 @@ extension GraphCompiler {
         }
         guard outLen > 0 else { throw bad(node, "output length would be \(outLen)") }
         let planes = s[0] * s[1], len = s[2]
+        let kernelSet = kernels
         return .kernel(outputs: [(.float, [s[0], s[1], outLen])], scratch: []) { l, i, o, _ in
-            MaxPool1DKernel(x: l.off(i[0]), y: l.off(o[0]), planes: planes, length: len, outLength: outLen, kernel: k, stride: stride, padBegin: pb, dilation: dilation)
+            MaxPool1DKernel(
+                x: l.off(i[0]), y: l.off(o[0]), planes: planes, length: len, outLength: outLen, kernel: k, stride: stride, padBegin: pb,
+                dilation: dilation, kernels: kernelSet)
         }
     }
 
@@ -474,8 +484,9 @@ extension GraphCompiler {
             try requireFloat(node, ins, [0])
             let t = zp?.type ?? .uint8
             guard t.isQuantized else { throw fail(node, "quantizing to \(t) is not supported (uint8 and int8 are)") }
+            let ks = kernels
             return .kernel(outputs: [(t, s)], scratch: [], packed: [1, 2]) { l, i, o, _ in
-                QuantizeKernel(x: l.off(i[0]), y: l.off(o[0]), type: t, outer: outer, channels: channels, inner: inner, scales: scales, zeroPoints: zps)
+                QuantizeKernel(x: l.off(i[0]), y: l.off(o[0]), type: t, outer: outer, channels: channels, inner: inner, scales: scales, zeroPoints: zps, kernels: ks)
             }
         }
         let t = type(ins[0])

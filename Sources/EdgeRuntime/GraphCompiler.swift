@@ -47,15 +47,18 @@ struct GraphCompiler {
     let batch: Int
     /// Keep int8 weights as int8 panels (see CompiledModel.init).
     let compactInt8: Bool
+    /// The kernel variant every kernel built here calls (picked once, at load).
+    let kernels: KernelSet
     var values: [Value] = []
     var byName: [String: Int] = [:]
     var steps: [Step] = []
     var inputIDs: [Int] = []
     var outputIDs: [Int] = []
 
-    init(batch: Int, compactInt8: Bool = false) {
+    init(batch: Int, compactInt8: Bool = false, kernels: KernelSet = .preferred) {
         self.batch = batch
         self.compactInt8 = compactInt8
+        self.kernels = kernels
     }
 
     // MARK: - Values

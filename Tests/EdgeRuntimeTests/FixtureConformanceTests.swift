@@ -3,21 +3,23 @@ import Testing
 
 @testable import EdgeRuntime
 
-/// Every fixture model against onnxruntime's outputs (Tests/Fixtures/models/*.expected.ndjson).
+/// Every fixture model against onnxruntime's outputs (Tests/Fixtures/models/*.expected.ndjson),
+/// with every kernel set this CPU runs (baseline, and avx2+fma where the CPU has it).
 @Suite struct FixtureConformanceTests {
-    @Test(arguments: Fixtures.index)
-    func matchesOnnxruntime(_ entry: Fixtures.Entry) throws {
-        try check(entry, compactInt8Weights: false)
+    @Test(arguments: Fixtures.index, EdgeRuntimeInfo.availableKernelISAs)
+    func matchesOnnxruntime(_ entry: Fixtures.Entry, _ isa: KernelISA) throws {
+        try check(entry, compactInt8Weights: false, isa: isa)
     }
 
     /// int8 weights kept as int8 (widened in registers) give the same answers.
-    @Test(arguments: Fixtures.index.filter { $0.kind.hasPrefix("int8") })
-    func compactInt8WeightsMatchOnnxruntime(_ entry: Fixtures.Entry) throws {
-        try check(entry, compactInt8Weights: true)
+    @Test(arguments: Fixtures.index.filter { $0.kind.hasPrefix("int8") }, EdgeRuntimeInfo.availableKernelISAs)
+    func compactInt8WeightsMatchOnnxruntime(_ entry: Fixtures.Entry, _ isa: KernelISA) throws {
+        try check(entry, compactInt8Weights: true, isa: isa)
     }
 
-    func check(_ entry: Fixtures.Entry, compactInt8Weights: Bool) throws {
-        let model = try CompiledModel(contentsOf: Fixtures.path(entry.model), compactInt8Weights: compactInt8Weights)
+    func check(_ entry: Fixtures.Entry, compactInt8Weights: Bool, isa: KernelISA) throws {
+        let model = try CompiledModel(contentsOf: Fixtures.path(entry.model), compactInt8Weights: compactInt8Weights, kernelISA: isa)
+        #expect(model.kernelISA == isa)
         let session = InferenceSession(model)
         let inputs = Fixtures.lines(entry.inputs)
         let expected = Fixtures.lines(entry.expected)
@@ -37,7 +39,7 @@ import Testing
                 #expect(excess <= 0, "\(entry.name) row \(row) output \(info.name): off by \(diff) (tolerance \(entry.tolerance))")
             }
         }
-        print("\(entry.name): max |ours - onnxruntime| = \(worst) over 20 rows (tolerance abs \(entry.tolerance.abs), rel \(entry.tolerance.rel))")
+        print("\(entry.name)\(compactInt8Weights ? " (int8 weights)" : "") [\(isa)]: max |ours - onnxruntime| = \(worst) over 20 rows (tolerance abs \(entry.tolerance.abs), rel \(entry.tolerance.rel))")
     }
 
     /// The same rows run as one batch of 4 give the batch-1 answers. (Not for dynamic

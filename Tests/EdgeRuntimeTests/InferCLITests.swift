@@ -16,10 +16,13 @@ import Testing
 
     struct Output { var status: Int32; var stdout: String; var stderr: String }
 
-    static func run(_ args: [String], stdin: String? = nil) throws -> Output {
+    static func run(_ args: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> Output {
         let p = Process()
         p.executableURL = agent
         p.arguments = args
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         p.currentDirectoryURL = Fixtures.models
         let out = Pipe(), err = Pipe(), inp = Pipe()
         p.standardOutput = out
@@ -58,6 +61,15 @@ import Testing
         let r = try Self.run(["infer", "--model", entry.model, "--input", entry.inputs])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.isEmpty)
+        expectMatches(r.stdout, entry)
+    }
+
+    /// `FLEET_EDGE_ISA=baseline` forces the baseline kernels in a real process (the default
+    /// run above uses avx2+fma where the CPU has it): the same references hold.
+    @Test(arguments: Fixtures.index)
+    func inferWithBaselineKernelsMatchesOnnxruntime(_ entry: Fixtures.Entry) throws {
+        let r = try Self.run(["infer", "--model", entry.model, "--input", entry.inputs], environment: ["FLEET_EDGE_ISA": "baseline"])
+        #expect(r.status == 0, "\(r.stderr)")
         expectMatches(r.stdout, entry)
     }
 

@@ -89,8 +89,8 @@ enum ProtoBuilder {
         return try! m.serializedBytes()
     }
 
-    static func run(_ bytes: [UInt8], _ input: [Float]) throws -> [[Double]] {
-        let model = try CompiledModel(onnx: bytes)
+    static func run(_ bytes: [UInt8], _ input: [Float], kernelISA: KernelISA? = nil) throws -> [[Double]] {
+        let model = try CompiledModel(onnx: bytes, kernelISA: kernelISA)
         let s = InferenceSession(model)
         try s.setInput(0, input)
         s.run()
@@ -202,7 +202,8 @@ enum ProtoBuilder {
     }
 
     /// Conv1D with stride, SAME_UPPER padding and groups against a direct computation.
-    @Test func stridedGroupedConvMatchesDirectSum() throws {
+    @Test(arguments: EdgeRuntimeInfo.availableKernelISAs)
+    func stridedGroupedConvMatchesDirectSum(_ isa: KernelISA) throws {
         let (c, l, m, k, group, stride) = (4, 9, 6, 3, 2, 2)
         let w = (0..<(m * (c / group) * k)).map { Float(($0 * 7) % 5) - 2 }
         let x = (0..<(c * l)).map { Float(($0 * 3) % 11) / 4 }
@@ -210,7 +211,7 @@ enum ProtoBuilder {
             [P.node("Conv", ["x", "w"], ["y"], ints: ["strides": [Int64(stride)], "kernel_shape": [Int64(k)]], int: ["group": Int64(group)])],
             inputs: [P.value("x", [1, Int64(c), Int64(l)])], outputs: [P.value("y", [1, Int64(m), 4])],
             initializers: [P.floats("w", [Int64(m), Int64(c / group), Int64(k)], w, raw: false)])
-        let y = try P.run(bytes, x)[0]
+        let y = try P.run(bytes, x, kernelISA: isa)[0]
         let lo = (l - k) / stride + 1
         #expect(y.count == m * lo)
         for oc in 0..<m {

@@ -116,11 +116,16 @@ final class QuantizeKernel: Kernel {
     let x: Int, y: Int, type: ElementType
     let outer: Int, channels: Int, inner: Int
     let scales: PackedBuffer<Float>, zeroPoints: PackedBuffer<Float>
+    let quantize: KernelSet.Quantize
 
-    init(x: Int, y: Int, type: ElementType, outer: Int, channels: Int, inner: Int, scales: [Float], zeroPoints: [Float]) {
+    init(
+        x: Int, y: Int, type: ElementType, outer: Int, channels: Int, inner: Int, scales: [Float], zeroPoints: [Float],
+        kernels: KernelSet
+    ) {
         self.x = x; self.y = y; self.type = type
         self.outer = outer; self.channels = channels; self.inner = inner
         self.scales = PackedBuffer(scales); self.zeroPoints = PackedBuffer(zeroPoints)
+        quantize = kernels.quantize
     }
 
     func run(_ m: Memory) {
@@ -129,15 +134,9 @@ final class QuantizeKernel: Kernel {
         let lof = Float(lo), hif = Float(hi)
         for o in 0..<outer {
             for c in 0..<channels {
-                let s = scales.pointer[c], z = zeroPoints.pointer[c]
                 let base = (o * channels + c) * inner
-                if type == .uint8 {
-                    let py = m.u8(y)
-                    for i in base..<(base + inner) { py[i] = UInt8(min(max(roundHalfEven(px[i] / s) + z, lof), hif)) }
-                } else {
-                    let py = m.i8(y)
-                    for i in base..<(base + inner) { py[i] = Int8(min(max(roundHalfEven(px[i] / s) + z, lof), hif)) }
-                }
+                // uint8 or int8: one byte per value at the same offsets.
+                quantize(px + base, m.base + y + base, inner, scales.pointer[c], true, zeroPoints.pointer[c], lof, hif)
             }
         }
     }
@@ -183,17 +182,19 @@ final class DequantizeKernel: Kernel {
 /// round-half-away(clamp(-min / scale)), y = saturate(round-half-even(x / scale) + zp).
 final class DynamicQuantizeKernel: Kernel {
     let x: Int, y: Int, scale: Int, zeroPoint: Int, count: Int
+    let quantize: KernelSet.Quantize
 
-    init(x: Int, y: Int, scale: Int, zeroPoint: Int, count: Int) {
+    init(x: Int, y: Int, scale: Int, zeroPoint: Int, count: Int, kernels: KernelSet) {
         self.x = x; self.y = y; self.scale = scale; self.zeroPoint = zeroPoint; self.count = count
+        quantize = kernels.quantize
     }
 
     func run(_ m: Memory) {
-        let px = m.f32(x), py = m.u8(y)
+        let px = m.f32(x)
         let (s, z) = DynamicQuantizeKernel.parameters(px, count)
         m.f32(scale)[0] = s
         m.u8(zeroPoint)[0] = UInt8(z)
-        for i in 0..<count { py[i] = UInt8(min(max(roundHalfEven(px[i] / s) + z, 0), 255)) }
+        quantize(px, m.base + y, count, s, true, z, 0, 255)
     }
 
     @inline(__always)

@@ -179,43 +179,22 @@ final class UnaryKernel: Kernel {
 
 // MARK: - Softmax, ReduceMean
 
-/// e^x for 16 lanes (Cephes' expf polynomial after a round-to-nearest range reduction by
-/// ln 2; about 2 ulp over the clamped range [-87.3, 88.3], below which it returns ~1e-38
-/// instead of 0). Built only from SSE2-friendly operations: no floor, no int conversion.
-@inline(__always)
-func fastExp(_ v: SIMD16<Float>) -> SIMD16<Float> {
-    var x = v.replacing(with: 88.3, where: v .> 88.3)
-    x = x.replacing(with: -87.3, where: x .< -87.3)
-    // n = round(x / ln 2) via the 1.5 * 2^23 trick; its low mantissa bits are n itself.
-    let magic = SIMD16<Float>(repeating: 12_582_912)
-    let t = x * 1.442_695_04 + magic
-    let n = t - magic
-    let r = x - n * 0.693_359_375 - n * -2.121_944_4e-4
-    var p = SIMD16<Float>(repeating: 1.987_569_15e-4)
-    p = p * r + 1.398_199_95e-3
-    p = p * r + 8.333_451_9e-3
-    p = p * r + 4.166_579_59e-2
-    p = p * r + 1.666_666_55e-1
-    p = p * r + 5.000_000_1e-1
-    p = p * r * r + r + 1
-    let bits = unsafeBitCast(t, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
-    let scale = unsafeBitCast((bits &+ 127) &<< 23, to: SIMD16<Float>.self)
-    return p * scale
-}
-
 /// Softmax over one axis: the input viewed as [outer, n, inner]. The common case (the axis
-/// is the last one) runs 16 lanes at a time with `fastExp`.
+/// is the last one) runs 16 lanes at a time with `kernelSoftmaxRow` (a Cephes `fastExp`,
+/// ~2 ulp; EdgeKernels and its AVX2 copy).
 final class SoftmaxKernel: Kernel {
     let x: Int, y: Int, outer: Int, n: Int, inner: Int
+    let row: KernelSet.SoftmaxRow
 
-    init(x: Int, y: Int, outer: Int, n: Int, inner: Int) {
+    init(x: Int, y: Int, outer: Int, n: Int, inner: Int, kernels: KernelSet) {
         self.x = x; self.y = y; self.outer = outer; self.n = n; self.inner = inner
+        row = kernels.softmaxRow
     }
 
     func run(_ m: Memory) {
         let px = m.f32(x), py = m.f32(y)
         if inner == 1 {
-            for o in 0..<outer { Self.row(px + o * n, py + o * n, n) }
+            for o in 0..<outer { row(px + o * n, py + o * n, n) }
             return
         }
         for o in 0..<outer {
@@ -233,32 +212,6 @@ final class SoftmaxKernel: Kernel {
                 for j in 0..<n { py[base + j * inner] *= inv }
             }
         }
-    }
-
-    @inline(__always)
-    static func row(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
-        var mx = -Float.infinity
-        for j in 0..<n { mx = max(mx, src[j]) }
-        let mv = SIMD16<Float>(repeating: mx)
-        var sum: Float = 0
-        var j = 0
-        while j + panelWidth <= n {
-            let e = fastExp(loadF(src + j) - mv)
-            storeF(e, dst + j)
-            sum += e.sum()
-            j += panelWidth
-        }
-        if j < n {
-            var v = SIMD16<Float>(repeating: -Float.infinity)
-            for t in 0..<(n - j) { v[t] = src[j + t] }
-            let e = fastExp(v - mv)
-            for t in 0..<(n - j) {
-                dst[j + t] = e[t]
-                sum += e[t]
-            }
-        }
-        let inv = 1 / sum
-        for t in 0..<n { dst[t] *= inv }
     }
 }
 

@@ -73,96 +73,8 @@ func packBias(_ bias: [Float]?, n: Int) -> PackedBuffer<Float> {
 
 // MARK: - Row times panels
 
-@inline(__always)
-func storeColumns(_ acc: SIMD16<Float>, _ y: UnsafeMutablePointer<Float>, col: Int, n: Int) {
-    if col + panelWidth <= n {
-        storeF(acc, y + col)
-    } else {
-        for j in 0..<(n - col) { y[col + j] = acc[j] }
-    }
-}
-
-/// y[0..<n] = x[0..<k] · B + bias (then max(0, ·) when `relu`), B packed as float panels.
-@inline(__always)
-func gemvPanels(
-    _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
-    _ y: UnsafeMutablePointer<Float>, k: Int, n: Int, panels: Int, relu applyRelu: Bool
-) {
-    var panel = 0
-    let stride = k * panelWidth
-    while panel + 1 < panels {
-        var acc0 = loadF(bias + panel * panelWidth)
-        var acc1 = loadF(bias + (panel + 1) * panelWidth)
-        var w0 = w + panel * stride
-        var w1 = w0 + stride
-        for kk in 0..<k {
-            let xv = SIMD16<Float>(repeating: x[kk])
-            acc0 += xv * loadF(w0)
-            acc1 += xv * loadF(w1)
-            w0 += panelWidth
-            w1 += panelWidth
-        }
-        if applyRelu {
-            acc0 = relu(acc0)
-            acc1 = relu(acc1)
-        }
-        storeColumns(acc0, y, col: panel * panelWidth, n: n)
-        storeColumns(acc1, y, col: (panel + 1) * panelWidth, n: n)
-        panel += 2
-    }
-    if panel < panels {
-        var acc = loadF(bias + panel * panelWidth)
-        var w0 = w + panel * stride
-        for kk in 0..<k {
-            acc += SIMD16<Float>(repeating: x[kk]) * loadF(w0)
-            w0 += panelWidth
-        }
-        if applyRelu { acc = relu(acc) }
-        storeColumns(acc, y, col: panel * panelWidth, n: n)
-    }
-}
-
-@inline(__always)
-func loadI8(_ p: UnsafePointer<Int8>) -> SIMD16<Float> {
-    SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Int8>.self)))
-}
-
-/// As `gemvPanels` with int8 panels widened in registers. With integer-valued x, every
-/// product and partial sum is an integer below 2^24 (checked at load), so the float
-/// accumulation is exactly the int32 accumulation an int8 kernel would do.
-@inline(__always)
-func gemvPanelsI8(
-    _ x: UnsafePointer<Float>, _ w: UnsafePointer<Int8>, _ bias: UnsafePointer<Float>,
-    _ y: UnsafeMutablePointer<Float>, k: Int, n: Int, panels: Int
-) {
-    var panel = 0
-    let stride = k * panelWidth
-    while panel + 1 < panels {
-        var acc0 = loadF(bias + panel * panelWidth)
-        var acc1 = loadF(bias + (panel + 1) * panelWidth)
-        var w0 = w + panel * stride
-        var w1 = w0 + stride
-        for kk in 0..<k {
-            let xv = SIMD16<Float>(repeating: x[kk])
-            acc0 += xv * loadI8(w0)
-            acc1 += xv * loadI8(w1)
-            w0 += panelWidth
-            w1 += panelWidth
-        }
-        storeColumns(acc0, y, col: panel * panelWidth, n: n)
-        storeColumns(acc1, y, col: (panel + 1) * panelWidth, n: n)
-        panel += 2
-    }
-    if panel < panels {
-        var acc = loadF(bias + panel * panelWidth)
-        var w0 = w + panel * stride
-        for kk in 0..<k {
-            acc += SIMD16<Float>(repeating: x[kk]) * loadI8(w0)
-            w0 += panelWidth
-        }
-        storeColumns(acc, y, col: panel * panelWidth, n: n)
-    }
-}
+// The products themselves (`kernelGemvF32`, `kernelGemvI8`) live in EdgeKernels and its AVX2
+// copy; each kernel below holds the variant picked at load (`KernelSet`).
 
 // MARK: - fp32 Gemm / MatMul with constant B
 
@@ -176,14 +88,16 @@ final class GemmKernel: Kernel {
     let bias: PackedBuffer<Float>
     let relu: Bool
     let w: PackedBuffer<Float>
+    let gemv: KernelSet.GemvF32
 
-    init(a: Int, y: Int, m: Int, weights: PanelMatrix, bias: PackedBuffer<Float>, relu: Bool) {
+    init(a: Int, y: Int, m: Int, weights: PanelMatrix, bias: PackedBuffer<Float>, relu: Bool, kernels: KernelSet) {
         self.a = a
         self.y = y
         self.m = m
         self.weights = weights
         self.bias = bias
         self.relu = relu
+        gemv = kernels.gemvF32
         guard case .f32(let buffer) = weights.storage else { preconditionFailure("fp32 Gemm needs float panels") }
         w = buffer
     }
@@ -194,7 +108,7 @@ final class GemmKernel: Kernel {
         let x = mem.f32(a), out = mem.f32(y)
         let k = weights.k, n = weights.n
         for row in 0..<m {
-            gemvPanels(x + row * k, w.pointer, bias.pointer, out + row * n, k: k, n: n, panels: weights.panels, relu: relu)
+            gemv(x + row * k, w.pointer, bias.pointer, out + row * n, k, n, weights.panels, relu)
         }
     }
 }
@@ -255,7 +169,7 @@ func dequantizeRow(_ m: Memory, type: ElementType, offset: Int, count: Int, zero
 
 /// The int8 matrix product behind QDQ Gemm/MatMul (DequantizeLinear on A, B and bias, the op,
 /// QuantizeLinear on Y, fused at load) and MatMulInteger. A is a runtime uint8/int8 tensor;
-/// B constant int8 panels; accumulation is exact (see `gemvPanelsI8`; larger products use the
+/// B constant int8 panels; accumulation is exact (see `kernelGemvI8`; larger products use the
 /// scalar int64 path).
 final class QuantizedGemmKernel: Kernel {
     let a: Int, aType: ElementType
@@ -271,15 +185,18 @@ final class QuantizedGemmKernel: Kernel {
     let exactInFloat: Bool
     /// Scratch: one dequantized A row (K floats) and one accumulator row (panels x 16).
     let rowScratch: Int, accScratch: Int
+    let gemvF32: KernelSet.GemvF32, gemvI8: KernelSet.GemvI8
+    let quantize: KernelSet.Quantize
 
     init(
         a: Int, aType: ElementType, aZeroPoint: Float, aZeroPointOffset: Int?, y: Int, m: Int,
         weights: PanelMatrix, bias: PackedBuffer<Float>, output: QuantizedOutput, exactInFloat: Bool,
-        rowScratch: Int, accScratch: Int
+        rowScratch: Int, accScratch: Int, kernels: KernelSet
     ) {
         self.a = a; self.aType = aType; self.aZeroPoint = aZeroPoint; self.aZeroPointOffset = aZeroPointOffset
         self.y = y; self.m = m; self.weights = weights; self.bias = bias; self.output = output
         self.exactInFloat = exactInFloat; self.rowScratch = rowScratch; self.accScratch = accScratch
+        gemvF32 = kernels.gemvF32; gemvI8 = kernels.gemvI8; quantize = kernels.quantize
     }
 
     var packedBytes: Int { weights.bytes + bias.bytes }
@@ -295,8 +212,8 @@ final class QuantizedGemmKernel: Kernel {
             dequantizeRow(mem, type: aType, offset: a + r * k * aType.size, count: k, zeroPoint: za, into: row)
             if exactInFloat {
                 switch weights.storage {
-                case .i8(let w): gemvPanelsI8(row, w.pointer, bias.pointer, acc, k: k, n: n, panels: weights.panels)
-                case .f32(let w): gemvPanels(row, w.pointer, bias.pointer, acc, k: k, n: n, panels: weights.panels, relu: false)
+                case .i8(let w): gemvI8(row, w.pointer, bias.pointer, acc, k, n, weights.panels)
+                case .f32(let w): gemvF32(row, w.pointer, bias.pointer, acc, k, n, weights.panels, false)
                 }
             } else {
                 for col in 0..<n {
@@ -311,15 +228,9 @@ final class QuantizedGemmKernel: Kernel {
             }
             switch output {
             case .quantized(let type, let multiplier, let zeroPoint):
+                // uint8 or int8: one byte per value at the same offsets.
                 let (lo, hi) = type.quantRange
-                let lof = Float(lo), hif = Float(hi)
-                if type == .uint8 {
-                    let out = mem.u8(y) + r * n
-                    for j in 0..<n { out[j] = UInt8(min(max(roundHalfEven(acc[j] * multiplier) + zeroPoint, lof), hif)) }
-                } else {
-                    let out = mem.i8(y) + r * n
-                    for j in 0..<n { out[j] = Int8(min(max(roundHalfEven(acc[j] * multiplier) + zeroPoint, lof), hif)) }
-                }
+                quantize(acc, mem.base + y + r * n, n, multiplier, false, zeroPoint, Float(lo), Float(hi))
             case .float(let scale):
                 let out = mem.f32(y) + r * n
                 for j in 0..<n { out[j] = acc[j] * scale }
@@ -343,14 +254,16 @@ final class DynamicQuantizedDenseKernel: Kernel {
     let relu: Bool
     let exactInFloat: Bool
     let rowScratch: Int, accScratch: Int
+    let gemvF32: KernelSet.GemvF32, gemvI8: KernelSet.GemvI8
 
     init(
         x: Int, y: Int, count: Int, weights: PanelMatrix, weightScale: Float, bias: PackedBuffer<Float>, relu: Bool,
-        exactInFloat: Bool, rowScratch: Int, accScratch: Int
+        exactInFloat: Bool, rowScratch: Int, accScratch: Int, kernels: KernelSet
     ) {
         self.x = x; self.y = y; self.count = count; self.weights = weights; self.weightScale = weightScale
         self.bias = bias; self.relu = relu; self.exactInFloat = exactInFloat
         self.rowScratch = rowScratch; self.accScratch = accScratch
+        gemvF32 = kernels.gemvF32; gemvI8 = kernels.gemvI8
         zeroBias = packBias(nil, n: weights.n)
     }
 
@@ -367,8 +280,8 @@ final class DynamicQuantizedDenseKernel: Kernel {
             for i in 0..<k { row[i] = min(max(roundHalfEven(src[i] / s) + z, 0), 255) - z }
             if exactInFloat {
                 switch weights.storage {
-                case .i8(let w): gemvPanelsI8(row, w.pointer, zeroBias.pointer, acc, k: k, n: n, panels: weights.panels)
-                case .f32(let w): gemvPanels(row, w.pointer, zeroBias.pointer, acc, k: k, n: n, panels: weights.panels, relu: false)
+                case .i8(let w): gemvI8(row, w.pointer, zeroBias.pointer, acc, k, n, weights.panels)
+                case .f32(let w): gemvF32(row, w.pointer, zeroBias.pointer, acc, k, n, weights.panels, false)
                 }
             } else {
                 for col in 0..<n {

@@ -1,0 +1,1 @@
+../EdgeKernels/Kernels.swift

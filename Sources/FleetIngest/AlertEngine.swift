@@ -154,6 +154,7 @@ public final class AlertEngine {
         var baselines: [BaselineKey: [[String: String]: (hist: [Int64], classes: [String: Int64])]] = [:]
         var devices: [StoreReader.DeviceRow]?
         var offline: [Int64: [(deviceID: String, labels: [String: String], offline: Bool)]] = [:]
+        var offlineCounts: [Int64: [Int64: (devices: Int64, offline: Int64)]] = [:]
         var queries = 0
         var shared = 0
 
@@ -214,11 +215,11 @@ public final class AlertEngine {
             return RuleEvaluation.adoption(rule, rows: rows.map { (Dictionary(uniqueKeysWithValues: $0.labels), $0.values.devices) })
         case .offlineDevices, .offlineRatio:
             var groups: [[String: String]: (Int64, Int64)] = [:]
-            func count(_ attrs: [String: String], offline: Bool) {
+            func count(_ attrs: [String: String], offline: Bool, devices: Int64 = 1, offlineDevices: Int64? = nil) {
                 let key = Dictionary(uniqueKeysWithValues: rule.by.map { ($0, attrs[$0] ?? "") })
                 var g = groups[key] ?? (0, 0)
-                g.0 += 1
-                if offline { g.1 += 1 }
+                g.0 += devices
+                g.1 += offlineDevices ?? (offline ? devices : 0)
                 groups[key] = g
             }
             if db == nil {
@@ -234,6 +235,18 @@ public final class AlertEngine {
                     var attrs = d.labels
                     attrs["device_id"] = d.deviceID
                     count(attrs, offline: d.offline)
+                }
+            } else if !rule.by.contains("device_id") {
+                // Counts per cohort straight from the registry (no per-device rows), grouped here.
+                if c.cohortLabels == nil || !shareQueries { c.cohortLabels = try reader.cohortLabelMap() }
+                if c.offlineCounts[rule.staleAfterMs] == nil || !shareQueries {
+                    c.queries += 1
+                    c.offlineCounts[rule.staleAfterMs] = try reader.offlineCounts(nowMs: c.nowMs, staleAfterMs: rule.staleAfterMs)
+                } else {
+                    c.shared += 1
+                }
+                for (cohort, n) in c.offlineCounts[rule.staleAfterMs] ?? [:] {
+                    count(c.cohortLabels?[cohort] ?? [:], offline: false, devices: n.devices, offlineDevices: n.offline)
                 }
             } else {
                 if c.devices == nil || !shareQueries {
@@ -329,6 +342,17 @@ public final class AlertEngine {
         s.bind(9, a.activeAtMs); s.bind(10, a.firedAtMs); s.bind(11, a.resolvedAtMs); s.bind(12, a.lastTrueAtMs)
         s.bind(13, a.lastSentAtMs); s.bind(14, a.lastSentPhase?.rawValue); s.bind(15, nowMs)
         try s.run()
+        // A resolved episode goes to the history once (the row is keyed by when it began).
+        if a.phase == .resolved, let resolvedAt = a.resolvedAtMs {
+            let h = try db.statement("""
+                INSERT OR IGNORE INTO alert_history(fingerprint, active_at, rule_group, alertname, severity, labels, annotations,
+                    value, fired_at, resolved_at) VALUES(?,?,?,?,?,?,?,?,?,?)
+                """)
+            h.bind(1, a.fingerprint); h.bind(2, a.activeAtMs); h.bind(3, rule.group); h.bind(4, rule.alert); h.bind(5, rule.severity)
+            h.bind(6, Self.json(a.labels)); h.bind(7, Self.json(annotations)); h.bind(8, a.value); h.bind(9, a.firedAtMs)
+            h.bind(10, resolvedAt)
+            try h.run()
+        }
     }
 
     static func json(_ m: [String: String]) -> String {

@@ -6,7 +6,8 @@ import Foundation
 /// Runs one `rules test` case for real: the case's telemetry goes through the real StoreWriter
 /// into a fresh SQLite file, and the real AlertEngine evaluates on event time, each group every
 /// its interval from the case's start. Before each evaluation at t, every message sent at or
-/// before t is written (as if it arrived on time); at each check time the engine's alerts of
+/// before t is written (as if it arrived on time), then every status-topic event dated at or
+/// before t; at each check time the engine's alerts of
 /// that name are compared with the expected ones (RuleTestCheck).
 public enum RuleTestRunner {
     public struct Failure: Sendable, Equatable {
@@ -27,6 +28,8 @@ public enum RuleTestRunner {
     /// `dbPath`: a file that does not exist yet (the caller removes it and its -wal/-shm).
     public static func run(_ t: RuleTestCase, rules: RulesFile, dbPath: String, rfc3339: (Int64) -> String) throws -> Outcome {
         let messages = RuleTestPlan.messages(t)
+        let statuses = RuleTestPlan.statuses(t)
+        var nextStatus = 0
         let writer = try StoreWriter(path: dbPath)
         let engine = try AlertEngine(rules: rules, dbPath: dbPath, writer: writer)
         let checks = t.checks.enumerated().sorted { ($0.element.atMs, $0.offset) < ($1.element.atMs, $1.offset) }.map(\.element)
@@ -46,6 +49,11 @@ public enum RuleTestRunner {
                     nextMessage += 1
                 }
                 if !batch.isEmpty { _ = try writer.write(batch) }
+                while nextStatus < statuses.count && statuses[nextStatus].tsMs <= now {
+                    let e = statuses[nextStatus]
+                    try writer.setState(deviceID: e.deviceID, online: e.online, tsMs: e.tsMs)
+                    nextStatus += 1
+                }
                 try engine.evaluate(nowMs: now)
                 out.evaluations += 1
                 nextTime += 1

@@ -48,6 +48,9 @@ public struct SeriesSpec: Sendable, Equatable {
     public var tempC: [Double?] = []
     public var throttle: [Int64?] = []
     public var deploys: [DeploySpec?] = []
+    /// The device's status topic at that step: true online, false offline (a will); not a
+    /// telemetry message.
+    public var status: [Bool?] = []
 
     public struct ClassShare: Sendable, Equatable {
         public var name: String
@@ -62,7 +65,7 @@ public struct SeriesSpec: Sendable, Equatable {
 
     /// How many messages the longest list makes.
     public var steps: Int {
-        [sessions.count, inferences.count, errors.count, latencyMs.count, confidence.count, classes.count, tempC.count, throttle.count, deploys.count].max() ?? 0
+        [sessions.count, inferences.count, errors.count, latencyMs.count, confidence.count, classes.count, tempC.count, throttle.count, deploys.count, status.count].max() ?? 0
     }
 }
 
@@ -163,6 +166,14 @@ public enum RuleTestParser {
     // MARK: Value kinds
 
     /// `exited`, `crashed`, `9*exited+crashed`.
+    static func status(_ s: String) -> Bool? {
+        switch s {
+        case "online": return true
+        case "offline": return false
+        default: return nil
+        }
+    }
+
     static func sessions(_ s: String) -> [SessionStatus]? {
         var out: [SessionStatus] = []
         for part in s.split(separator: "+", omittingEmptySubsequences: false) {
@@ -290,7 +301,7 @@ extension Walker {
 
     static let seriesKeys: Set<String> = [
         "device", "model_name", "model_version", "sku", "firmware", "accelerator", "from", "every",
-        "sessions", "inferences", "errors", "latency_ms", "confidence", "classes", "temp_c", "throttle", "deploys",
+        "sessions", "inferences", "errors", "latency_ms", "confidence", "classes", "temp_c", "throttle", "deploys", "status",
     ]
 
     mutating func series(_ node: Node) -> SeriesSpec? {
@@ -332,6 +343,7 @@ extension Walker {
             case "classes": s.classes = list(v, key, RuleTestParser.classes, hint: "per message: ok, or ok:90+defect:10")
             case "temp_c": s.tempC = list(v, key, RuleTestParser.number, hint: "per message: degrees C")
             case "throttle": s.throttle = list(v, key, RuleTestParser.count, hint: "per message: throttle events >= 0")
+            case "status": s.status = list(v, key, RuleTestParser.status, hint: "per step: online or offline (the status topic, e.g. a will)")
             default: s.deploys = list(v, key, RuleTestParser.deploy, hint: "per message: installed, rolled_back or failed, optionally @VERSION")
             }
         }

@@ -45,6 +45,27 @@ public enum RuleTestPlan {
         }
     }
 
+    /// A status-topic message of a test case (`status:` in a series).
+    public struct StatusEvent: Sendable, Equatable {
+        public var tsMs: Int64
+        public var deviceID: String
+        public var online: Bool
+    }
+
+    /// Every status event of the case, oldest first.
+    public static func statuses(_ t: RuleTestCase) -> [StatusEvent] {
+        var out: [(Int, StatusEvent)] = []
+        for s in t.series {
+            for device in s.devices {
+                for i in 0..<s.status.count {
+                    guard let online = at(s.status, i) else { continue }
+                    out.append((out.count, StatusEvent(tsMs: t.startMs + s.fromMs + Int64(i) * s.everyMs, deviceID: device, online: online)))
+                }
+            }
+        }
+        return out.sorted { ($0.1.tsMs, $0.0) < ($1.1.tsMs, $1.0) }.map(\.1)
+    }
+
     static func at<T>(_ list: [T?], _ i: Int) -> T? { i < list.count ? list[i] : nil }
 
     static func records(_ s: SeriesSpec, _ i: Int, ts: Int64, device: String) -> [TelemetryRecord] {

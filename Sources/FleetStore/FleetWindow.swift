@@ -9,9 +9,10 @@ public struct FleetWindow: Sendable {
     public let toMs: Int64
     public let cohortLabels: [Int64: [String: String]]
     let perCohort: [Int64: CohortAggregate]
-    /// Distinct (device, cohort) seen in the window.
+    /// (device, cohort) seen in the window, one per presence stretch (repeats are counted once
+    /// by `group`).
     let presence: [(dev: Int64, cohort: Int64)]
-    /// Distinct (device, cohort) with a terminal session, and whether one crashed.
+    /// (device, cohort) per terminal session, and whether it crashed (repeats counted once).
     let terminal: [(dev: Int64, cohort: Int64, crashed: Bool)]
     let fleetDevices: Int64
 }
@@ -23,15 +24,16 @@ extension StoreReader {
         let perCohort = try rollupAggregates(fromMs: fromMs, toMs: toMs)
         var presence: [(dev: Int64, cohort: Int64)] = []
         var devs: [Int64] = []
-        let p = try connection.statement("SELECT DISTINCT dev, cohort FROM presence WHERE last_ms >= ? AND first_ms < ?")
+        let p = try connection.statement("SELECT dev, cohort FROM presence WHERE last_ms >= ? AND first_ms < ?")
         p.bind(1, fromMs); p.bind(2, toMs)
         while try p.step() {
             presence.append((p.int(0), p.int(1)))
             devs.append(p.int(0))
         }
         var terminal: [(dev: Int64, cohort: Int64, crashed: Bool)] = []
+        // Off the covering sessions_ts index, without a GROUP BY's sort: `group` counts distinct devices.
         let s = try connection.statement("""
-            SELECT dev, cohort, max(status = 'crashed') FROM sessions WHERE ts_ms >= ? AND ts_ms < ? AND status != 'started' GROUP BY dev, cohort
+            SELECT dev, cohort, status = 'crashed' FROM sessions INDEXED BY sessions_ts WHERE ts_ms >= ? AND ts_ms < ? AND status != 'started'
             """)
         s.bind(1, fromMs); s.bind(2, toMs)
         while try s.step() { terminal.append((s.int(0), s.int(1), s.int(2) != 0)) }

@@ -321,7 +321,8 @@ extension StoreReader {
             var buckets: [DeviceWindowCache.Bucket] = []
             let top = min(last, first + 120)
             for b in first...top where b >= last - 1 || c.buckets[b] == nil {
-                c.buckets[b] = try readDeviceMinute(bucket: b)
+                c.buckets[b] = try readDeviceMinute(bucket: b, sizeHint: c.sizeHint)
+                c.sizeHint = (c.buckets[b]!.view.rows, c.buckets[b]!.keyCount)
             }
             let olderTop = min(top, last - 2)
             if olderTop >= first {
@@ -464,8 +465,11 @@ extension StoreReader {
     }
 
     /// One minute of `device_minute`, decoded (sketch blobs read in place, not copied).
-    func readDeviceMinute(bucket: Int64) throws -> DeviceWindowCache.Bucket {
+    /// `sizeHint`: rows and sketch buckets of a similar minute, so the columns are allocated
+    /// once rather than grown (and copied) while reading.
+    func readDeviceMinute(bucket: Int64, sizeHint: (rows: Int, keys: Int) = (0, 0)) throws -> DeviceWindowCache.Bucket {
         var cols = DeviceWindowCache.Columns()
+        cols.reserve(rows: sizeHint.rows + sizeHint.rows / 8, keys: sizeHint.keys + sizeHint.keys / 8)
         var stmt: OpaquePointer?
         let sql = "SELECT dev, inferences, errors, latency, temp_sum, cpu_sum, resource_samples FROM device_minute WHERE bucket = ?1"
         var rc = sqlite3_prepare_v2(connection.db, sql, -1, &stmt, nil)
@@ -679,15 +683,26 @@ extension StoreReader {
         while try info.step() { columns.insert(info.text(0)) }
         func col(_ name: String) -> String { columns.contains(name) ? name : "NULL" }
         guard columns.contains("alertname"), columns.contains("state") else { return [] }
-        let sql = """
+        let select = """
             SELECT alertname, state, \(col("severity")), \(col("value")), \(col("active_at")), \(col("fired_at")), \(col("resolved_at")),
                 \(col("labels")), \(col("annotations"))
-            FROM (
-                SELECT * FROM alerts WHERE state IN ('pending', 'firing')
-                UNION ALL
-                SELECT * FROM (SELECT * FROM alerts WHERE state NOT IN ('pending', 'firing')
-                               ORDER BY coalesce(\(col("resolved_at")), \(col("fired_at")), \(col("active_at"))) DESC LIMIT \(max(0, resolvedLimit))))
             """
+        // Resolved ones from the history when there is one (the alerts table keeps them 15 minutes).
+        let sql = try hasTable("alert_history")
+            ? """
+              \(select) FROM alerts WHERE state IN ('pending', 'firing')
+              UNION ALL
+              SELECT * FROM (SELECT alertname, 'resolved', severity, value, active_at, fired_at, resolved_at, labels, annotations
+                             FROM alert_history ORDER BY resolved_at DESC LIMIT \(max(0, resolvedLimit)))
+              """
+            : """
+              \(select)
+              FROM (
+                  SELECT * FROM alerts WHERE state IN ('pending', 'firing')
+                  UNION ALL
+                  SELECT * FROM (SELECT * FROM alerts WHERE state NOT IN ('pending', 'firing')
+                                 ORDER BY coalesce(\(col("resolved_at")), \(col("fired_at")), \(col("active_at"))) DESC LIMIT \(max(0, resolvedLimit))))
+              """
         let s = try connection.prepare(sql)
         var out: [AlertRow] = []
         while try s.step() {
@@ -739,6 +754,14 @@ public final class DeviceWindowCache {
         var keyStart: [Int32] = []
         var keys: [Int32] = []
         var counts: [Int64] = []
+
+        mutating func reserve(rows: Int, keys k: Int) {
+            guard rows > 0 else { return }
+            devs.reserveCapacity(rows); inferences.reserveCapacity(rows); errors.reserveCapacity(rows)
+            tempSum.reserveCapacity(rows); cpuSum.reserveCapacity(rows); samples.reserveCapacity(rows)
+            sketchCount.reserveCapacity(rows); keyStart.reserveCapacity(rows + 1)
+            keys.reserveCapacity(k); counts.reserveCapacity(k)
+        }
     }
 
     /// One minute bucket: rows ordered by `dev`; row `i`'s sketch is the sorted run
@@ -756,6 +779,8 @@ public final class DeviceWindowCache {
         }
 
         let bucket: Int64
+        /// Sketch buckets held (all rows).
+        let keyCount: Int
         private let int64s: UnsafeMutableBufferPointer<Int64>
         private let doubles: UnsafeMutableBufferPointer<Double>
         private let int32s: UnsafeMutableBufferPointer<Int32>
@@ -764,6 +789,7 @@ public final class DeviceWindowCache {
 
         init(bucket: Int64, _ c: Columns) {
             self.bucket = bucket
+            keyCount = c.keys.count
             let n = c.devs.count
             int64s = .allocate(capacity: 5 * n + c.counts.count + 1)
             doubles = .allocate(capacity: 2 * n + 1)
@@ -796,6 +822,8 @@ public final class DeviceWindowCache {
     public static let maxAgeMs: Int64 = 30_000
 
     var buckets: [Int64: Bucket] = [:]
+    /// Rows and sketch buckets of the last minute read (allocation hint for the next).
+    var sizeHint = (rows: 0, keys: 0)
     /// The older buckets of the window merged per device, and which buckets those are.
     var merged: (range: ClosedRange<Int64>, bucket: Bucket)?
     /// The last registry read, and the highest receiver time and state change time in it.
@@ -896,26 +924,44 @@ public final class DeviceWindowCache {
         guard Codecs.getVarint(p, &i) != nil else { return 0 }
         i += 24  // sum, min, max
         guard let n64 = Codecs.getVarint(p, &i), n64 <= UInt64(DDSketch.maxBuckets * 16) else { return 0 }
+        let n = Int(n64)
         let start = keys.count
         var k = 0
         var total: Int64 = 0
-        for x in 0..<Int(n64) {
-            guard let d = Codecs.getVarint(p, &i), let c = Codecs.getVarint(p, &i), d <= UInt64(DDSketch.maxKey), x == 0 || d > 0 else {
-                keys.removeLast(keys.count - start)
-                counts.removeLast(counts.count - start)
-                return 0
+        let end = p.count
+        // Most deltas and counts fit one byte: read those inline, fall back for longer ones.
+        for x in 0..<n {
+            var d: UInt64
+            if i < end, p[i] < 0x80 {
+                d = UInt64(p[i])
+                i += 1
+            } else {
+                guard let v = Codecs.getVarint(p, &i) else { return rollback(start, &keys, &counts) }
+                d = v
             }
+            var c: UInt64
+            if i < end, p[i] < 0x80 {
+                c = UInt64(p[i])
+                i += 1
+            } else {
+                guard let v = Codecs.getVarint(p, &i) else { return rollback(start, &keys, &counts) }
+                c = v
+            }
+            guard d <= UInt64(DDSketch.maxKey), x == 0 || d > 0 else { return rollback(start, &keys, &counts) }
             k += Int(d)
-            guard k <= DDSketch.maxKey else {
-                keys.removeLast(keys.count - start)
-                counts.removeLast(counts.count - start)
-                return 0
-            }
+            guard k <= DDSketch.maxKey else { return rollback(start, &keys, &counts) }
             keys.append(Int32(k))
             counts.append(Int64(bitPattern: c))
             total = DDSketch.saturatingAddPublic(total, Int64(bitPattern: c))
         }
         return total
+    }
+
+    /// Undoes a partial decode (malformed blob): nothing appended, count 0.
+    private static func rollback(_ start: Int, _ keys: inout [Int32], _ counts: inout [Int64]) -> Int64 {
+        keys.removeLast(keys.count - start)
+        counts.removeLast(counts.count - start)
+        return 0
     }
 }
 

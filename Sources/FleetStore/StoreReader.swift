@@ -117,6 +117,22 @@ public final class StoreReader {
         return out
     }
 
+    /// Registry devices per cohort (the cohort of their current attributes), and how many are
+    /// offline at `nowMs`: offline by their status topic, or silent (device time) for more than
+    /// `staleAfterMs`. Integers only, no per-device strings: for offline rules not by device_id.
+    public func offlineCounts(nowMs: Int64, staleAfterMs: Int64) throws -> [Int64: (devices: Int64, offline: Int64)] {
+        let s = try connection.statement("SELECT cohort, state = 'offline' OR last_seen_ms < ?1 FROM devices")
+        s.bind(1, nowMs - staleAfterMs)
+        defer { s.reset() }
+        var out: [Int64: (devices: Int64, offline: Int64)] = [:]
+        while try s.step() {
+            let offline: Int64 = s.int(1) != 0 ? 1 : 0
+            out[s.int(0), default: (0, 0)].devices += 1
+            out[s.int(0), default: (0, 0)].offline += offline
+        }
+        return out
+    }
+
     private func devKey(_ id: String) throws -> (dev: Int64, firstSeq: Int64)? {
         let s = try connection.statement("SELECT dev, first_seq FROM devices WHERE device_id = ?")
         s.bind(1, id)

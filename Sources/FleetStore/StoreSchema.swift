@@ -143,6 +143,19 @@ enum StoreSchema {
             body BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL, last_error TEXT);
         CREATE INDEX outbox_due ON outbox(receiver, id);
         """,
+        // 2 -> 3: alert history, one row per fired-and-resolved episode, kept with the hour
+        // rollups (the alerts table keeps a resolved instance only 15 minutes, as Prometheus does).
+        """
+        CREATE TABLE alert_history(
+            fingerprint TEXT NOT NULL, active_at INTEGER NOT NULL, rule_group TEXT NOT NULL, alertname TEXT NOT NULL,
+            severity TEXT NOT NULL, labels TEXT NOT NULL, annotations TEXT NOT NULL, value REAL,
+            fired_at INTEGER, resolved_at INTEGER NOT NULL,
+            PRIMARY KEY(fingerprint, active_at)) WITHOUT ROWID;
+        CREATE INDEX alert_history_resolved ON alert_history(resolved_at);
+        INSERT OR IGNORE INTO alert_history
+            SELECT fingerprint, active_at, rule_group, alertname, severity, labels, annotations, value, fired_at, resolved_at
+            FROM alerts WHERE state = 'resolved' AND resolved_at IS NOT NULL;
+        """,
     ]
 
     static var currentVersion: Int { migrations.count }

@@ -173,6 +173,7 @@ public final class StoreWriter {
             ("DELETE FROM rollup_minute WHERE bucket < ?1 LIMIT ?2", (nowMs - Int64(r.minuteRollupDays) * Time.dayMs) / Time.minuteMs),
             ("DELETE FROM device_hour WHERE bucket < ?1 LIMIT ?2", (nowMs - Int64(r.minuteRollupDays) * Time.dayMs) / Time.hourMs),
             ("DELETE FROM rollup_hour WHERE bucket < ?1 LIMIT ?2", (nowMs - Int64(r.hourRollupDays) * Time.dayMs) / Time.hourMs),
+            ("DELETE FROM alert_history WHERE resolved_at < ?1 LIMIT ?2", nowMs - Int64(r.hourRollupDays) * Time.dayMs),
         ]
         var deleted = 0
         try connection.transaction {
@@ -212,7 +213,9 @@ public final class StoreWriter {
         device.lastReceivedMs = max(device.lastReceivedMs, receivedMs)
         if m.seq > device.attrsSeq {
             let new = DeviceAttributes(m)
-            for (field, old, now) in device.attrs.differences(to: new) {
+            let differences = device.attrs.differences(to: new)
+            if !differences.isEmpty || cohort != device.cohort { device.attrsDirty = true }
+            for (field, old, now) in differences {
                 let s = try connection.statement("INSERT OR IGNORE INTO changes(dev, ts_ms, seq, field, old_value, new_value) VALUES(?,?,?,?,?,?)")
                 s.bind(1, device.dev); s.bind(2, m.sentAtMs); s.bind(3, m.seq); s.bind(4, field); s.bind(5, old); s.bind(6, now)
                 try s.run()
@@ -315,33 +318,56 @@ public final class StoreWriter {
 
     private func flush(_ batch: inout BatchState) throws {
         for device in batch.dirtyDevices.values {
-            let u = try connection.statement("""
-                UPDATE devices SET first_seen_ms = ?2, last_seen_ms = ?3, last_received_ms = ?4, attrs_seq = ?5,
-                    sku = ?6, firmware = ?7, agent = ?8, accelerator = ?9, model_name = ?10, model_version = ?11,
-                    model_sha256 = ?12, cohort = ?13,
-                    state = CASE WHEN state IN ('unknown', 'stale') THEN 'online' ELSE state END
-                WHERE dev = ?1
-                """)
-            u.bind(1, device.dev); u.bind(2, device.firstSeenMs); u.bind(3, device.lastSeenMs); u.bind(4, device.lastReceivedMs)
-            u.bind(5, device.attrsSeq)
-            let a = device.attrs
-            u.bind(6, a.sku); u.bind(7, a.firmware); u.bind(8, a.agent); u.bind(9, a.accelerator)
-            u.bind(10, a.modelName); u.bind(11, a.modelVersion); u.bind(12, a.modelSHA256); u.bind(13, device.cohort)
-            try u.run()
+            if !device.attrsDirty {
+                // The usual case: times and seq only (no attribute strings to bind).
+                let u = try connection.statement("""
+                    UPDATE devices SET first_seen_ms = ?2, last_seen_ms = ?3, last_received_ms = ?4, attrs_seq = ?5,
+                        state = CASE WHEN state IN ('unknown', 'stale') THEN 'online' ELSE state END
+                    WHERE dev = ?1
+                    """)
+                u.bind(1, device.dev); u.bind(2, device.firstSeenMs); u.bind(3, device.lastSeenMs); u.bind(4, device.lastReceivedMs)
+                u.bind(5, device.attrsSeq)
+                try u.run()
+            } else {
+                device.attrsDirty = false
+                let u = try connection.statement("""
+                    UPDATE devices SET first_seen_ms = ?2, last_seen_ms = ?3, last_received_ms = ?4, attrs_seq = ?5,
+                        sku = ?6, firmware = ?7, agent = ?8, accelerator = ?9, model_name = ?10, model_version = ?11,
+                        model_sha256 = ?12, cohort = ?13,
+                        state = CASE WHEN state IN ('unknown', 'stale') THEN 'online' ELSE state END
+                    WHERE dev = ?1
+                    """)
+                u.bind(1, device.dev); u.bind(2, device.firstSeenMs); u.bind(3, device.lastSeenMs); u.bind(4, device.lastReceivedMs)
+                u.bind(5, device.attrsSeq)
+                let a = device.attrs
+                u.bind(6, a.sku); u.bind(7, a.firmware); u.bind(8, a.agent); u.bind(9, a.accelerator)
+                u.bind(10, a.modelName); u.bind(11, a.modelVersion); u.bind(12, a.modelSHA256); u.bind(13, device.cohort)
+                try u.run()
+            }
             if device.ranges.dirty {
                 // Write only the ranges that changed: usually one row, the highest range grown.
                 let now = device.ranges.ranges
-                let before = Dictionary(device.persistedRanges.map { ($0.lowerBound, $0.upperBound) }, uniquingKeysWith: { a, _ in a })
-                let nowStarts = Set(now.map(\.lowerBound))
-                for r in device.persistedRanges where !nowStarts.contains(r.lowerBound) {
-                    let d = try connection.statement("DELETE FROM seq_ranges WHERE dev = ? AND from_seq = ?")
-                    d.bind(1, device.dev); d.bind(2, r.lowerBound)
-                    try d.run()
-                }
-                for r in now where before[r.lowerBound] != r.upperBound {
-                    let i = try connection.statement("INSERT OR REPLACE INTO seq_ranges(dev, from_seq, to_seq) VALUES(?,?,?)")
-                    i.bind(1, device.dev); i.bind(2, r.lowerBound); i.bind(3, r.upperBound)
-                    try i.run()
+                let persisted = device.persistedRanges
+                if now.count == persisted.count && zip(now, persisted).allSatisfy({ $0.lowerBound == $1.lowerBound }) {
+                    // The usual case: ranges only grew upwards; update those rows in place.
+                    for (r, old) in zip(now, persisted) where r.upperBound != old.upperBound {
+                        let u = try connection.statement("UPDATE seq_ranges SET to_seq = ?3 WHERE dev = ?1 AND from_seq = ?2")
+                        u.bind(1, device.dev); u.bind(2, r.lowerBound); u.bind(3, r.upperBound)
+                        try u.run()
+                    }
+                } else {
+                    let before = Dictionary(persisted.map { ($0.lowerBound, $0.upperBound) }, uniquingKeysWith: { a, _ in a })
+                    let nowStarts = Set(now.map(\.lowerBound))
+                    for r in persisted where !nowStarts.contains(r.lowerBound) {
+                        let d = try connection.statement("DELETE FROM seq_ranges WHERE dev = ? AND from_seq = ?")
+                        d.bind(1, device.dev); d.bind(2, r.lowerBound)
+                        try d.run()
+                    }
+                    for r in now where before[r.lowerBound] != r.upperBound {
+                        let i = try connection.statement("INSERT OR REPLACE INTO seq_ranges(dev, from_seq, to_seq) VALUES(?,?,?)")
+                        i.bind(1, device.dev); i.bind(2, r.lowerBound); i.bind(3, r.upperBound)
+                        try i.run()
+                    }
                 }
                 device.persistedRanges = now
                 device.ranges.dirty = false
@@ -361,7 +387,7 @@ public final class StoreWriter {
             }
         }
         for (key, delta) in batch.rollups {
-            let s = try connection.statement(key.table == .minute ? Self.rollupUpsert("rollup_minute") : Self.rollupUpsert("rollup_hour"))
+            let s = try connection.statement(key.table == .minute ? Self.rollupMinuteUpsert : Self.rollupHourUpsert)
             s.bind(1, key.bucket); s.bind(2, key.cohort)
             s.bind(3, delta.inferences); s.bind(4, delta.errors)
             if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
@@ -372,9 +398,9 @@ public final class StoreWriter {
             s.bind(14, delta.deploys[0]); s.bind(15, delta.deploys[1]); s.bind(16, delta.deploys[2])
             try s.run()
         }
-        for (table, deltas) in [("device_hour", batch.deviceHours), ("device_minute", batch.deviceMinutes)] {
+        for (sql, deltas) in [(Self.deviceHourUpsert, batch.deviceHours), (Self.deviceMinuteUpsert, batch.deviceMinutes)] {
             for (key, delta) in deltas {
-                let s = try connection.statement(Self.deviceBucketUpsert(table))
+                let s = try connection.statement(sql)
                 s.bind(1, key.bucket); s.bind(2, key.dev); s.bind(3, delta.inferences); s.bind(4, delta.errors)
                 if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
                 s.bind(6, delta.tempSum); s.bind(7, delta.tempMax); s.bind(8, delta.cpuSum); s.bind(9, delta.memMax)
@@ -397,6 +423,12 @@ public final class StoreWriter {
         s.bind(2, delta)
         try s.run()
     }
+
+    // Built once: the statement cache is keyed by the SQL text.
+    static let deviceHourUpsert = deviceBucketUpsert("device_hour")
+    static let deviceMinuteUpsert = deviceBucketUpsert("device_minute")
+    static let rollupMinuteUpsert = rollupUpsert("rollup_minute")
+    static let rollupHourUpsert = rollupUpsert("rollup_hour")
 
     static func deviceBucketUpsert(_ table: String) -> String {
         """
@@ -591,6 +623,8 @@ final class DeviceState {
     /// The ranges as last written to seq_ranges.
     var persistedRanges: [ClosedRange<Int64>] = []
     var presence = PresenceTracker()
+    /// Attributes (or cohort) changed since the registry row was last written.
+    var attrsDirty = false
 
     init(dev: Int64, firstSeenMs: Int64, lastSeenMs: Int64, lastReceivedMs: Int64, attrsSeq: Int64, attrs: DeviceAttributes, cohort: Int64) {
         self.dev = dev

@@ -6,14 +6,17 @@ import SQLiteKit
 
 struct Alerts: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Current and recent alerts (pending, firing, resolved in the last 15 minutes).")
+        abstract: "Current alerts (pending, firing) and the history of resolved ones (--since, default 24h).")
 
     enum StateFilter: String, ExpressibleByArgument, CaseIterable { case firing, all }
 
     @OptionGroup var database: DatabaseOption
 
-    @Option(help: "firing, or all (pending, firing and recently resolved).")
+    @Option(help: "firing, or all (pending, firing, and resolved within the window).")
     var state: StateFilter = .all
+
+    /// The window resolved alerts are listed for (by when they resolved, on event time).
+    @OptionGroup var window: WindowOptions
 
     @Option(help: "table or json.")
     var format: OutputFormat = .table
@@ -32,11 +35,27 @@ struct Alerts: ParsableCommand {
             guard try reader.connection.scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'alerts'") == 1 else {
                 throw fail("\(database.db) has no alert state yet: run 'fleetwatch ingest --rules alerts.yaml ...'")
             }
+            let (from, to) = try window.resolve(defaultSince: "24h", latest: { try reader.latestDataMs() })
+            // Resolved episodes come from the history (kept with the hour rollups); a database
+            // from before it existed has only the alerts table's last 15 minutes of them.
+            let history = try reader.connection.scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'alert_history'") == 1
+            let resolved = history
+                ? """
+                  SELECT alertname, 'resolved' AS state, labels, annotations, value, active_at, fired_at, resolved_at FROM alert_history
+                  WHERE resolved_at >= ?1 AND resolved_at < ?2
+                  """
+                : "SELECT alertname, state, labels, annotations, value, active_at, fired_at, resolved_at FROM alerts WHERE state = 'resolved' AND resolved_at >= ?1 AND resolved_at < ?2"
             let s = try reader.connection.prepare("""
-                SELECT alertname, state, labels, annotations, value, active_at, fired_at, resolved_at FROM alerts
-                \(state == .firing ? "WHERE state = 'firing'" : "")
-                ORDER BY CASE state WHEN 'firing' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END, alertname, labels
+                SELECT * FROM (
+                    SELECT alertname, state, labels, annotations, value, active_at, fired_at, resolved_at FROM alerts
+                    WHERE state \(state == .firing ? "= 'firing'" : "IN ('pending', 'firing')")
+                    \(state == .all ? "UNION ALL " + resolved : ""))
+                ORDER BY CASE state WHEN 'firing' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END, coalesce(resolved_at, 0) DESC, alertname, labels
                 """)
+            if state == .all {
+                s.bind(1, from)
+                s.bind(2, to)
+            }
             while try s.step() {
                 rows.append(Row(alertname: s.text(0), state: s.text(1), labels: s.text(2), annotations: s.text(3), value: s.doubleOrNil(4),
                                 activeAt: s.int(5), firedAt: s.intOrNil(6), resolvedAt: s.intOrNil(7)))
@@ -65,8 +84,8 @@ struct Alerts: ParsableCommand {
                 let m = (try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: String]) ?? [:]
                 return m.filter { $0.key != "alertname" }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
             }
-            print(Output.table(["state", "alert", "since", "value", "labels"], rows.map {
-                [$0.state, $0.alertname, rfc3339($0.firedAt ?? $0.activeAt), Output.number($0.value, digits: 4), labels($0.labels)]
+            print(Output.table(["state", "alert", "since", "resolved", "value", "labels"], rows.map {
+                [$0.state, $0.alertname, rfc3339($0.firedAt ?? $0.activeAt), $0.resolvedAt.map(rfc3339) ?? "", Output.number($0.value, digits: 4), labels($0.labels)]
             }), terminator: "")
         }
     }

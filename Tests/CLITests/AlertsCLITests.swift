@@ -6,14 +6,15 @@ import Testing
 @Suite struct AlertsCLITests {
     static let t0: Int64 = 1_764_417_600_000
 
-    /// 20 minutes of two cohorts: 1.4.0 healthy, 1.5.0 crashing one session in three from minute 8.
-    static func capture() -> String {
+    /// `minutes` of two cohorts: 1.4.0 healthy, 1.5.0 crashing one session in three from minute 8
+    /// until `crashesUntil`.
+    static func capture(minutes: Int64 = 20, crashesUntil: Int64 = .max) -> String {
         var lines: [String] = []
-        for minute in Int64(0)..<20 {
+        for minute in Int64(0)..<minutes {
             for (i, id) in ["a1", "a2", "b1", "b2"].enumerated() {
                 let version = i < 2 ? "1.4.0" : "1.5.0"
                 let ts = t0 + minute * 60_000 + Int64(i)
-                let crashed = version == "1.5.0" && minute >= 8 && minute % 3 != 0
+                let crashed = version == "1.5.0" && minute >= 8 && minute < crashesUntil && minute % 3 != 0
                 let m = TelemetryMessage(
                     schemaVersion: 2, deviceID: id, seq: minute + 1, sentAtMs: ts,
                     device: DeviceInfo(sku: "orin", firmware: "5.1.2", agent: "0.3.0", accelerator: "gpu"),
@@ -90,5 +91,51 @@ import Testing
         try "groups: [{name: g, rules: [{alert: X, signal: nope, op: '<', threshold: 1}]}]\n".write(toFile: rulesPath, atomically: true, encoding: .utf8)
         let bad = try CLI.run("fleetwatch", ["rules", "check", rulesPath])
         #expect(bad.status == 1 && bad.stderr.contains("\(rulesPath):1:") && bad.stderr.contains("unknown signal 'nope'"))
+    }
+
+    /// A fired-and-resolved alert stays listed after the engine forgets it (15 minutes), from
+    /// the history, for the window asked.
+    @Test func resolvedAlertsStayInTheHistory() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fw-alerts-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let rulesPath = dir.appendingPathComponent("alerts.yaml").path
+        try Self.rules.write(toFile: rulesPath, atomically: true, encoding: .utf8)
+        let db = dir.appendingPathComponent("fleet.db").path
+        // Crashes in minutes 8-19, healthy after: resolved near minute 25, then 35 minutes more.
+        let ingest = try CLI.run("fleetwatch", ["ingest", "--file", "-", "--db", db, "--rules", rulesPath, "--batch", "4"],
+                                 stdin: Self.capture(minutes: 60, crashesUntil: 20))
+        #expect(ingest.status == 0, "\(ingest.stderr)")
+        func alerts(_ extra: [String]) throws -> [[String: Any]] {
+            let r = try CLI.run("fleetwatch", ["alerts", "--db", db, "--format", "json"] + extra)
+            #expect(r.status == 0, "\(r.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+        }
+        let all = try alerts(["--until", "latest"])
+        #expect(all.count == 1)
+        let a = try #require(all.first)
+        #expect(a["alertname"] as? String == "CrashFreeSessionsLow" && a["state"] as? String == "resolved")
+        #expect(a["labels"] as? [String: String] == ["alertname": "CrashFreeSessionsLow", "severity": "page", "model_version": "1.5.0"])
+        func ms(_ v: Any?) -> Int64? {
+            let f = ISO8601DateFormatter()
+            f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            return (v as? String).flatMap { f.date(from: $0) }.map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) }
+        }
+        let fired = try #require(ms(a["fired_at"]))
+        let resolved = try #require(ms(a["resolved_at"]))
+        #expect(fired < resolved && resolved < Self.t0 + 45 * 60_000, "resolved at \(resolved - Self.t0) ms")
+        // Nothing is firing now; a window that ends before it resolved does not list it.
+        #expect(try alerts(["--state", "firing"]).isEmpty)
+        #expect(try alerts(["--from", String(Self.t0), "--until", String(Self.t0 + 20 * 60_000)]).isEmpty)
+        // The engine's own table has let it go (resolved more than 15 minutes before the end).
+        let sq = Process()
+        sq.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        sq.arguments = [db, "SELECT count(*) FROM alerts; SELECT count(*) FROM alert_history"]
+        let out = Pipe()
+        sq.standardOutput = out
+        try sq.run()
+        let counts = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        sq.waitUntilExit()
+        #expect(counts == ["0", "1"])
     }
 }

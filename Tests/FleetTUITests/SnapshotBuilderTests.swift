@@ -165,6 +165,8 @@ import Testing
             VALUES('f1', 'g', 'CrashFreeSessionsLow', 'page', 'firing', '{"model_version":"1.5.0","alertname":"CrashFreeSessionsLow"}', '{"summary":"low"}', 0.98, \(t0 - 600_000), '2025-11-29T11:55:00Z', NULL, 0, 0);
             INSERT INTO alerts(fingerprint, rule_group, alertname, severity, state, labels, annotations, value, active_at, fired_at, resolved_at, last_true_at, updated_at)
             VALUES('f2', 'g', 'Old', 'ticket', 'resolved', 'not json', '', NULL, 1, NULL, 2, 0, 0);
+            INSERT INTO alert_history(fingerprint, active_at, rule_group, alertname, severity, labels, annotations, value, fired_at, resolved_at)
+            VALUES('f2', 1, 'g', 'Old', 'ticket', 'not json', '', NULL, NULL, 2);
             """)
         let a = try build(db.path, .alerts)
         let alerts = try #require(a.alerts)
@@ -175,6 +177,9 @@ import Testing
         #expect(firing.annotations.first?.1 == "low")
         #expect(firing.activeAtMs == t0 - 600_000 && firing.firedAtMs == t0 - 300_000)
         #expect(alerts[1].labels.isEmpty && alerts[1].resolvedAtMs == 2)
+        // Resolved ones come from the history, which keeps them after the engine lets them go.
+        try w.connection.execute("DELETE FROM alerts WHERE state = 'resolved'")
+        #expect(try build(db.path, .alerts).alerts?.map(\.alertname) == ["CrashFreeSessionsLow", "Old"])
         // A database from before the alert engine has no table: nil, not an error.
         try w.connection.execute("DROP TABLE alerts")
         #expect(try build(db.path, .alerts).alerts == nil)

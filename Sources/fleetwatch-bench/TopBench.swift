@@ -105,16 +105,10 @@ func idleCPU(command: String, seconds: Double) throws -> Double {
         throw StoreError("no pane pid")
     }
     usleep(5_000_000)
-    func ticks() -> Int64 {
-        guard let s = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = s.lastIndex(of: ")") else { return 0 }
-        let fields = s[s.index(after: close)...].split(separator: " ")
-        // After "pid (comm)": field 3 is state, so utime (14) and stime (15) are at 11 and 12.
-        return (Int64(fields[11]) ?? 0) + (Int64(fields[12]) ?? 0)
-    }
-    let t0 = ticks()
+    let t0 = processCPUSeconds(pid)
     let w0 = monotonicSeconds()
     usleep(UInt32(seconds * 1_000_000))
-    let used = Double(ticks() - t0) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    let used = processCPUSeconds(pid) - t0
     return used / (monotonicSeconds() - w0) * 100
 }
 

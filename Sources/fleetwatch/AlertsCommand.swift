@@ -35,7 +35,10 @@ struct Alerts: ParsableCommand {
             guard try reader.connection.scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'alerts'") == 1 else {
                 throw fail("\(database.db) has no alert state yet: run 'fleetwatch ingest --rules alerts.yaml ...'")
             }
-            let (from, to) = try window.resolve(defaultSince: "24h", latest: { try reader.latestDataMs() })
+            var (from, to) = try window.resolve(defaultSince: "24h", latest: { try reader.latestDataMs() })
+            // Alerts resolve on event time, which can run ahead of this clock (devices' clocks,
+            // a simulation at 60x): with the default end, nothing after the start is cut off.
+            if window.until == "now" { to = .max }
             // Resolved episodes come from the history (kept with the hour rollups); a database
             // from before it existed has only the alerts table's last 15 minutes of them.
             let history = try reader.connection.scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'alert_history'") == 1

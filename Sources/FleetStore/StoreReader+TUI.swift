@@ -254,6 +254,7 @@ extension StoreReader {
             var complete = true
             while try d.step() {
                 let dev = d.int(0)
+                c.changedDevs.append(dev)
                 if let i = c.registryIndex.get(dev) {
                     t.devices[i] = row(d)
                 } else if dev > (t.devs.last ?? .min) {
@@ -289,6 +290,9 @@ extension StoreReader {
             c.registryIndex = index
             c.registryMarks = marks
             c.registryBuiltAtMs = nowMs
+            // What changed since the cached minutes were read is unknown now: read them whole.
+            c.changedDevs.removeAll()
+            c.minutesNeedFullRead = true
         }
         return t
     }
@@ -320,10 +324,22 @@ extension StoreReader {
             // are merged per device once per set (a new minute, or a rebuild) into one run.
             var buckets: [DeviceWindowCache.Bucket] = []
             let top = min(last, first + 120)
+            // The newest minutes change while devices report. Every stored message also moves
+            // its device's registry row (last_received_ms), so the devices the registry read
+            // found changed are the only rows to read again; the rest stay as cached.
+            let changed = c.minutesNeedFullRead ? nil : Array(Set(c.changedDevs)).sorted()
             for b in first...top where b >= last - 1 || c.buckets[b] == nil {
-                c.buckets[b] = try readDeviceMinute(bucket: b, sizeHint: c.sizeHint)
-                c.sizeHint = (c.buckets[b]!.view.rows, c.buckets[b]!.keyCount)
+                if let old = c.buckets[b], let changed, changed.count <= max(64, old.view.rows / 4) {
+                    c.buckets[b] = try patchDeviceMinute(old, devs: changed)
+                    c.minuteReads.patched += 1
+                } else {
+                    c.buckets[b] = try readDeviceMinute(bucket: b, sizeHint: c.sizeHint)
+                    c.sizeHint = (c.buckets[b]!.view.rows, c.buckets[b]!.keyCount)
+                    c.minuteReads.full += 1
+                }
             }
+            c.changedDevs.removeAll(keepingCapacity: true)
+            c.minutesNeedFullRead = false
             let olderTop = min(top, last - 2)
             if olderTop >= first {
                 let key = first...olderTop
@@ -496,6 +512,66 @@ extension StoreReader {
             cols.keyStart.append(Int32(cols.keys.count))
         }
         return DeviceWindowCache.Bucket(bucket: bucket, cols)
+    }
+
+    /// `old` with the rows of `devs` (sorted) read again: changed, new, or still absent.
+    func patchDeviceMinute(_ old: DeviceWindowCache.Bucket, devs: [Int64]) throws -> DeviceWindowCache.Bucket {
+        guard !devs.isEmpty else { return old }
+        var stmt: OpaquePointer?
+        let sql = "SELECT inferences, errors, latency, temp_sum, cpu_sum, resource_samples FROM device_minute WHERE bucket = ?1 AND dev = ?2"
+        var rc = sqlite3_prepare_v2(connection.db, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw connection.error(rc, "preparing \(sql)") }
+        defer { sqlite3_finalize(stmt) }
+        var cols = DeviceWindowCache.Columns()
+        cols.reserve(rows: old.view.rows + devs.count, keys: old.keyCount + old.keyCount / 4)
+        cols.keyStart.append(0)
+        // Plain locals (no closure captures `cols`), so the disjoint inout accesses below are
+        // checked statically; `old` outlives every read of its buffers.
+        defer { withExtendedLifetime(old) {} }
+        let v = old.view
+        var i = 0
+        for dev in devs {
+            while i < v.rows && v.devs[i] < dev {
+                Self.copyRow(v, i, into: &cols)
+                i += 1
+            }
+            if i < v.rows && v.devs[i] == dev { i += 1 }  // replaced by what is read now
+            sqlite3_reset(stmt)
+            sqlite3_bind_int64(stmt, 1, old.bucket)
+            sqlite3_bind_int64(stmt, 2, dev)
+            rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { continue }
+            guard rc == SQLITE_ROW else { throw connection.error(rc, "reading device_minute") }
+            cols.devs.append(dev)
+            cols.inferences.append(sqlite3_column_int64(stmt, 0))
+            cols.errors.append(sqlite3_column_int64(stmt, 1))
+            cols.tempSum.append(sqlite3_column_double(stmt, 3))
+            cols.cpuSum.append(sqlite3_column_double(stmt, 4))
+            cols.samples.append(sqlite3_column_int64(stmt, 5))
+            let n = Int(sqlite3_column_bytes(stmt, 2))
+            var count: Int64 = 0
+            if n > 0, let p = sqlite3_column_blob(stmt, 2) {
+                count = DeviceWindowCache.decodeSketch(UnsafeRawBufferPointer(start: p, count: n), keys: &cols.keys, counts: &cols.counts)
+            }
+            cols.sketchCount.append(count)
+            cols.keyStart.append(Int32(cols.keys.count))
+        }
+        while i < v.rows {
+            Self.copyRow(v, i, into: &cols)
+            i += 1
+        }
+        return DeviceWindowCache.Bucket(bucket: old.bucket, cols)
+    }
+
+    static func copyRow(_ v: DeviceWindowCache.Bucket.View, _ i: Int, into cols: inout DeviceWindowCache.Columns) {
+        cols.devs.append(v.devs[i]); cols.inferences.append(v.inferences[i]); cols.errors.append(v.errors[i])
+        cols.tempSum.append(v.tempSum[i]); cols.cpuSum.append(v.cpuSum[i]); cols.samples.append(v.samples[i])
+        cols.sketchCount.append(v.sketchCount[i])
+        for x in Int(v.keyStart[i])..<Int(v.keyStart[i + 1]) {
+            cols.keys.append(v.keys[x])
+            cols.counts.append(v.counts[x])
+        }
+        cols.keyStart.append(Int32(cols.keys.count))
     }
 
     // MARK: - Per-minute series per cohort
@@ -822,6 +898,12 @@ public final class DeviceWindowCache {
     public static let maxAgeMs: Int64 = 30_000
 
     var buckets: [Int64: Bucket] = [:]
+    /// Devices whose registry row changed since the newest minutes were read (their minute rows
+    /// are read again); `minutesNeedFullRead` when that is unknown (the registry was rebuilt).
+    var changedDevs: [Int64] = []
+    var minutesNeedFullRead = true
+    /// How the newest minutes were refreshed (full reads, patches), for tests.
+    var minuteReads = (full: 0, patched: 0)
     /// Rows and sketch buckets of the last minute read (allocation hint for the next).
     var sizeHint = (rows: 0, keys: 0)
     /// The older buckets of the window merged per device, and which buckets those are.

@@ -29,7 +29,23 @@ public enum FrameBenchmark {
         public var firstFrameMs: Double = 0
     }
 
-    public static func run(dbPath: String, views: [ViewKind], frames: Int, width: Int, height: Int) throws -> [Result] {
+    /// `churn`: before each refresh frame, that many devices' registry rows are touched (their
+    /// receiver time moved on), as a live ingester does for every device that reported since the
+    /// last refresh: the frame then reads those devices again, as it would live. Writes to the
+    /// database (`last_received_ms` only, moved past the newest, as a new arrival's would be).
+    public static func run(dbPath: String, views: [ViewKind], frames: Int, width: Int, height: Int, churn: Int = 0) throws -> [Result] {
+        let writer = churn > 0 ? try StoreWriter(path: dbPath) : nil
+        var next: Int64 = 0
+        func touch() throws {
+            guard let writer else { return }
+            let s = try writer.connection.statement("UPDATE devices SET last_received_ms = (SELECT max(last_received_ms) FROM devices) + 1 WHERE dev > ?1 AND dev <= ?2")
+            let total = try writer.connection.scalar("SELECT max(dev) FROM devices") ?? 0
+            if next >= total { next = 0 }
+            s.bind(1, next)
+            s.bind(2, next + Int64(churn))
+            try s.run()
+            next += Int64(churn)
+        }
         let screen = try NCursesScreen(term: "xterm-256color", outputPath: "/dev/null", colors: true, size: (height, width))
         defer { screen.end() }
         var out: [Result] = []
@@ -43,6 +59,7 @@ public enum FrameBenchmark {
             var nav = AppState.Nav()
             for i in 0..<(frames * 2 + 1) {
                 let refresh = i <= frames
+                if refresh { try touch() }
                 let t0 = SnapshotLoader.monotonicMs()
                 if refresh {
                     let s = try builder.build(state.loadRequest, nowMs: now)

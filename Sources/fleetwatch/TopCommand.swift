@@ -40,6 +40,10 @@ struct Top: ParsableCommand {
     @Option(help: .hidden)
     var benchViews: String = "cohorts,devices"
 
+    /// Devices whose registry row is touched before each refresh frame (a live fleet's churn).
+    @Option(help: .hidden)
+    var benchChurn: Int = 0
+
     @Flag(help: .hidden)
     var debugCrash = false
 
@@ -69,7 +73,7 @@ struct Top: ParsableCommand {
             let parts = benchSize.split(separator: "x").compactMap { Int($0) }
             guard parts.count == 2 else { throw ValidationError("--bench-size WxH") }
             let views = benchViews.split(separator: ",").compactMap { ViewKind(rawValue: String($0)) }
-            let results = try FrameBenchmark.run(dbPath: database.db, views: views, frames: frames, width: parts[0], height: parts[1])
+            let results = try FrameBenchmark.run(dbPath: database.db, views: views, frames: frames, width: parts[0], height: parts[1], churn: benchChurn)
             print(FrameBenchmark.json(results))
             return
         }

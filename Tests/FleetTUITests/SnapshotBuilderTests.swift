@@ -85,6 +85,7 @@ import Testing
         #expect(cache.buckets.count == 5)
         #expect(cache.merged?.range.count == 3)
         // The registry is re-read incrementally: a new message and a new device show up.
+        let patched = cache.minuteReads.patched
         let w = try StoreWriter(path: db.path)
         try w.write([Device(id: "cam-03").message(seq: 1000, at: to - 1000, records: [Device.inference(at: to - 1000, count: 10, errors: 5)]),
                      Device(id: "cam-99", version: "2.0.0").message(seq: 1, at: to - 500, records: [Device.inference(at: to - 500)])], receivedMs: t0 + 60_000)
@@ -92,6 +93,15 @@ import Testing
         #expect(after.count == 13 && after.last?.deviceID == "cam-99" && after.last?.modelVersion == "2.0.0")
         #expect(after.first { $0.deviceID == "cam-03" }?.lastSeq == 1000)
         #expect(after == (try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to)))
+        // Only the changed devices' rows of the newest minutes were read again (the registry
+        // says which); a change in the minute before the newest is picked up the same way.
+        #expect(cache.minuteReads.patched == patched + 2)
+        try w.write([Device(id: "cam-05").message(seq: 1001, at: to - 61_000, records: [Device.inference(at: to - 61_000, count: 40, errors: 20)])],
+                    receivedMs: t0 + 61_000)
+        let again = try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 4)
+        #expect(cache.minuteReads.patched == patched + 4)
+        #expect(again == (try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to)))
+        #expect(again != after)
         // A moved window evicts the buckets it left.
         _ = try reader.deviceSummaries(recentFromMs: to - 120_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 5)
         #expect(cache.buckets.count == 2)

@@ -236,12 +236,14 @@ struct TopEndToEndTests {
         defer { t.kill() }
         try t.wait(timeout: 60, "10k devices") { $0.contains("of 10,000 devices") }
         try t.send("G")
-        var screen = try t.wait(for: "10,000 of 10,000 devices")
+        // Wait for the whole last page, not its status line alone (a capture can land mid-frame);
+        // a last page that never ends with dev-9999 times out and fails.
+        var screen = try t.wait("last page") { $0.contains("10,000 of 10,000 devices") && dataRows($0).last?.hasPrefix(" dev-9999 ") == true }
         #expect(dataRows(screen).last.map { $0.hasPrefix(" dev-9999 ") } == true)
         try t.send("PageUp")
         screen = try t.wait("page up") { !$0.contains("10,000 of 10,000 devices") && $0.contains("of 10,000 devices") }
         try t.send("g")
-        screen = try t.wait(for: "1-41 of 10,000 devices")
+        screen = try t.wait("first page") { $0.contains("1-41 of 10,000 devices") && dataRows($0).first?.hasPrefix(" dev-0 ") == true }
         #expect(dataRows(screen).first?.hasPrefix(" dev-0 ") == true)
         try t.send("/")
         try t.type("dev-4242")

@@ -487,7 +487,7 @@ extension StoreReader {
         var cols = DeviceWindowCache.Columns()
         cols.reserve(rows: sizeHint.rows + sizeHint.rows / 8, keys: sizeHint.keys + sizeHint.keys / 8)
         var stmt: OpaquePointer?
-        let sql = "SELECT dev, inferences, errors, latency, temp_sum, cpu_sum, resource_samples FROM device_minute WHERE bucket = ?1"
+        let sql = "SELECT \(Self.minuteColumns) FROM device_minute WHERE bucket = ?1"
         var rc = sqlite3_prepare_v2(connection.db, sql, -1, &stmt, nil)
         guard rc == SQLITE_OK, let stmt else { throw connection.error(rc, "preparing \(sql)") }
         defer { sqlite3_finalize(stmt) }
@@ -497,19 +497,7 @@ extension StoreReader {
             rc = sqlite3_step(stmt)
             if rc == SQLITE_DONE { break }
             guard rc == SQLITE_ROW else { throw connection.error(rc, "reading device_minute") }
-            cols.devs.append(sqlite3_column_int64(stmt, 0))
-            cols.inferences.append(sqlite3_column_int64(stmt, 1))
-            cols.errors.append(sqlite3_column_int64(stmt, 2))
-            cols.tempSum.append(sqlite3_column_double(stmt, 4))
-            cols.cpuSum.append(sqlite3_column_double(stmt, 5))
-            cols.samples.append(sqlite3_column_int64(stmt, 6))
-            let n = Int(sqlite3_column_bytes(stmt, 3))
-            var count: Int64 = 0
-            if n > 0, let p = sqlite3_column_blob(stmt, 3) {
-                count = DeviceWindowCache.decodeSketch(UnsafeRawBufferPointer(start: p, count: n), keys: &cols.keys, counts: &cols.counts)
-            }
-            cols.sketchCount.append(count)
-            cols.keyStart.append(Int32(cols.keys.count))
+            Self.appendMinuteRow(stmt, into: &cols)
         }
         return DeviceWindowCache.Bucket(bucket: bucket, cols)
     }
@@ -518,7 +506,7 @@ extension StoreReader {
     func patchDeviceMinute(_ old: DeviceWindowCache.Bucket, devs: [Int64]) throws -> DeviceWindowCache.Bucket {
         guard !devs.isEmpty else { return old }
         var stmt: OpaquePointer?
-        let sql = "SELECT inferences, errors, latency, temp_sum, cpu_sum, resource_samples FROM device_minute WHERE bucket = ?1 AND dev = ?2"
+        let sql = "SELECT \(Self.minuteColumns) FROM device_minute WHERE bucket = ?1 AND dev = ?2"
         var rc = sqlite3_prepare_v2(connection.db, sql, -1, &stmt, nil)
         guard rc == SQLITE_OK, let stmt else { throw connection.error(rc, "preparing \(sql)") }
         defer { sqlite3_finalize(stmt) }
@@ -542,25 +530,32 @@ extension StoreReader {
             rc = sqlite3_step(stmt)
             if rc == SQLITE_DONE { continue }
             guard rc == SQLITE_ROW else { throw connection.error(rc, "reading device_minute") }
-            cols.devs.append(dev)
-            cols.inferences.append(sqlite3_column_int64(stmt, 0))
-            cols.errors.append(sqlite3_column_int64(stmt, 1))
-            cols.tempSum.append(sqlite3_column_double(stmt, 3))
-            cols.cpuSum.append(sqlite3_column_double(stmt, 4))
-            cols.samples.append(sqlite3_column_int64(stmt, 5))
-            let n = Int(sqlite3_column_bytes(stmt, 2))
-            var count: Int64 = 0
-            if n > 0, let p = sqlite3_column_blob(stmt, 2) {
-                count = DeviceWindowCache.decodeSketch(UnsafeRawBufferPointer(start: p, count: n), keys: &cols.keys, counts: &cols.counts)
-            }
-            cols.sketchCount.append(count)
-            cols.keyStart.append(Int32(cols.keys.count))
+            Self.appendMinuteRow(stmt, into: &cols)
         }
         while i < v.rows {
             Self.copyRow(v, i, into: &cols)
             i += 1
         }
         return DeviceWindowCache.Bucket(bucket: old.bucket, cols)
+    }
+
+    static let minuteColumns = "dev, inferences, errors, latency, temp_sum, cpu_sum, resource_samples"
+
+    /// Appends the current row of a `SELECT \(minuteColumns)` statement, its sketch decoded.
+    static func appendMinuteRow(_ stmt: OpaquePointer, into cols: inout DeviceWindowCache.Columns) {
+        cols.devs.append(sqlite3_column_int64(stmt, 0))
+        cols.inferences.append(sqlite3_column_int64(stmt, 1))
+        cols.errors.append(sqlite3_column_int64(stmt, 2))
+        cols.tempSum.append(sqlite3_column_double(stmt, 4))
+        cols.cpuSum.append(sqlite3_column_double(stmt, 5))
+        cols.samples.append(sqlite3_column_int64(stmt, 6))
+        let n = Int(sqlite3_column_bytes(stmt, 3))
+        var count: Int64 = 0
+        if n > 0, let p = sqlite3_column_blob(stmt, 3) {
+            count = DeviceWindowCache.decodeSketch(UnsafeRawBufferPointer(start: p, count: n), keys: &cols.keys, counts: &cols.counts)
+        }
+        cols.sketchCount.append(count)
+        cols.keyStart.append(Int32(cols.keys.count))
     }
 
     static func copyRow(_ v: DeviceWindowCache.Bucket.View, _ i: Int, into cols: inout DeviceWindowCache.Columns) {

@@ -215,8 +215,9 @@ import Testing
         #expect(why.contains("no database at") && why.contains("fleetwatch ingest"))
         // The database appears: the loader opens it by itself.
         try fillFleet(path, devices: 2, minutes: 2)
+        // (It can first see the schema committed before the rows: wait for the rows.)
         var s = try #require(next())
-        while s.status != .ok { s = try #require(next()) }
+        while s.status != .ok || s.totalDevices < 2 { s = try #require(next()) }
         #expect(s.totalDevices == 2)
         // A request change reloads at once, with the view's data.
         loader.request(LoadRequest(view: .devices, cohortLabels: ["model_version"]))

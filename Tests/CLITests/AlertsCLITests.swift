@@ -48,12 +48,31 @@ import Testing
                   summary: "crash-free {{ $value | percent }} on {{ $labels.model_version }}"
         """
 
-    @Test func theCrashingCohortFiresAndOnlyIt() throws {
+    /// A fresh directory holding `alerts.yaml` (the rules above).
+    static func workDir() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fw-alerts-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try rules.write(to: dir.appendingPathComponent("alerts.yaml"), atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    /// The sqlite3 shell's output lines for `sql` on `db` (the file as any operator sees it).
+    static func sqlite(_ db: String, _ sql: String) throws -> [Substring] {
+        let sq = Process()
+        sq.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        sq.arguments = [db, sql]
+        let out = Pipe()
+        sq.standardOutput = out
+        try sq.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        sq.waitUntilExit()
+        return text.split(separator: "\n")
+    }
+
+    @Test func theCrashingCohortFiresAndOnlyIt() throws {
+        let dir = try Self.workDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let rulesPath = dir.appendingPathComponent("alerts.yaml").path
-        try Self.rules.write(toFile: rulesPath, atomically: true, encoding: .utf8)
         #expect(try CLI.run("fleetwatch", ["rules", "check", rulesPath]).status == 0)
         let db = dir.appendingPathComponent("fleet.db").path
         // One line per batch, so the event clock advances message by message.
@@ -69,15 +88,7 @@ import Testing
         #expect((a["annotations"] as? [String: String])?["summary"]?.hasPrefix("crash-free ") == true)
         #expect(a["fired_at"] is String && a["resolved_at"] is NSNull)
         // The page waits in the outbox in Alertmanager's v4 format.
-        let sq = Process()
-        sq.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-        sq.arguments = [db, "SELECT receiver, body FROM outbox ORDER BY id"]
-        let out = Pipe()
-        sq.standardOutput = out
-        try sq.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        sq.waitUntilExit()
-        let rows = text.split(separator: "\n")
+        let rows = try Self.sqlite(db, "SELECT receiver, body FROM outbox ORDER BY id")
         #expect(rows.count == 1)
         let body = try #require(rows.first.map { String($0.dropFirst("oncall|".count)) })
         let p = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
@@ -96,11 +107,9 @@ import Testing
     /// A fired-and-resolved alert stays listed after the engine forgets it (15 minutes), from
     /// the history, for the window asked.
     @Test func resolvedAlertsStayInTheHistory() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fw-alerts-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try Self.workDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let rulesPath = dir.appendingPathComponent("alerts.yaml").path
-        try Self.rules.write(toFile: rulesPath, atomically: true, encoding: .utf8)
         let db = dir.appendingPathComponent("fleet.db").path
         // Crashes in minutes 8-19, healthy after: resolved near minute 25, then 35 minutes more.
         let ingest = try CLI.run("fleetwatch", ["ingest", "--file", "-", "--db", db, "--rules", rulesPath, "--batch", "4"],
@@ -128,14 +137,6 @@ import Testing
         #expect(try alerts(["--state", "firing"]).isEmpty)
         #expect(try alerts(["--from", String(Self.t0), "--until", String(Self.t0 + 20 * 60_000)]).isEmpty)
         // The engine's own table has let it go (resolved more than 15 minutes before the end).
-        let sq = Process()
-        sq.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-        sq.arguments = [db, "SELECT count(*) FROM alerts; SELECT count(*) FROM alert_history"]
-        let out = Pipe()
-        sq.standardOutput = out
-        try sq.run()
-        let counts = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
-        sq.waitUntilExit()
-        #expect(counts == ["0", "1"])
+        #expect(try Self.sqlite(db, "SELECT count(*) FROM alerts; SELECT count(*) FROM alert_history") == ["0", "1"])
     }
 }

@@ -1005,25 +1005,8 @@ public final class DeviceWindowCache {
         let start = keys.count
         var k = 0
         var total: Int64 = 0
-        let end = p.count
-        // Most deltas and counts fit one byte: read those inline, fall back for longer ones.
         for x in 0..<n {
-            var d: UInt64
-            if i < end, p[i] < 0x80 {
-                d = UInt64(p[i])
-                i += 1
-            } else {
-                guard let v = Codecs.getVarint(p, &i) else { return rollback(start, &keys, &counts) }
-                d = v
-            }
-            var c: UInt64
-            if i < end, p[i] < 0x80 {
-                c = UInt64(p[i])
-                i += 1
-            } else {
-                guard let v = Codecs.getVarint(p, &i) else { return rollback(start, &keys, &counts) }
-                c = v
-            }
+            guard let d = Codecs.getVarint(p, &i), let c = Codecs.getVarint(p, &i) else { return rollback(start, &keys, &counts) }
             guard d <= UInt64(DDSketch.maxKey), x == 0 || d > 0 else { return rollback(start, &keys, &counts) }
             k += Int(d)
             guard k <= DDSketch.maxKey else { return rollback(start, &keys, &counts) }

@@ -170,12 +170,44 @@ extension StoreReader {
 
     /// One row of the device table: registry attributes plus what the device did recently.
     public struct DeviceSummary: Sendable, Equatable {
-        public var deviceID: String
-        public var sku, firmware, accelerator, modelName, modelVersion: String
-        public var state: String
-        public var lastSeenMs: Int64
-        public var lastReceivedMs: Int64
-        public var lastSeq: Int64
+        /// The registry fields, behind one reference: the device table copies, sorts and
+        /// compares 10k of these per refresh, and a copy then costs one retain, not seven.
+        final class Registry: Sendable, Equatable {
+            let deviceID, sku, firmware, accelerator, modelName, modelVersion, state: String
+            let lastSeenMs, lastReceivedMs, lastSeq: Int64
+
+            init(deviceID: String, sku: String, firmware: String, accelerator: String, modelName: String, modelVersion: String,
+                 state: String, lastSeenMs: Int64, lastReceivedMs: Int64, lastSeq: Int64) {
+                self.deviceID = deviceID
+                self.sku = sku
+                self.firmware = firmware
+                self.accelerator = accelerator
+                self.modelName = modelName
+                self.modelVersion = modelVersion
+                self.state = state
+                self.lastSeenMs = lastSeenMs
+                self.lastReceivedMs = lastReceivedMs
+                self.lastSeq = lastSeq
+            }
+
+            static func == (a: Registry, b: Registry) -> Bool {
+                a === b || (a.lastSeenMs == b.lastSeenMs && a.lastReceivedMs == b.lastReceivedMs && a.lastSeq == b.lastSeq
+                    && a.deviceID == b.deviceID && a.state == b.state && a.modelVersion == b.modelVersion && a.modelName == b.modelName
+                    && a.sku == b.sku && a.firmware == b.firmware && a.accelerator == b.accelerator)
+            }
+        }
+
+        var registry: Registry
+        public var deviceID: String { registry.deviceID }
+        public var sku: String { registry.sku }
+        public var firmware: String { registry.firmware }
+        public var accelerator: String { registry.accelerator }
+        public var modelName: String { registry.modelName }
+        public var modelVersion: String { registry.modelVersion }
+        public var state: String { registry.state }
+        public var lastSeenMs: Int64 { registry.lastSeenMs }
+        public var lastReceivedMs: Int64 { registry.lastReceivedMs }
+        public var lastSeq: Int64 { registry.lastSeq }
         /// Inference windows of the recent range (per-minute rows): totals and merged p95.
         public var inferences: Int64 = 0
         public var errors: Int64 = 0
@@ -192,16 +224,13 @@ extension StoreReader {
             deviceID: String, sku: String, firmware: String, accelerator: String, modelName: String, modelVersion: String,
             state: String, lastSeenMs: Int64, lastReceivedMs: Int64, lastSeq: Int64
         ) {
-            self.deviceID = deviceID
-            self.sku = sku
-            self.firmware = firmware
-            self.accelerator = accelerator
-            self.modelName = modelName
-            self.modelVersion = modelVersion
-            self.state = state
-            self.lastSeenMs = lastSeenMs
-            self.lastReceivedMs = lastReceivedMs
-            self.lastSeq = lastSeq
+            registry = Registry(
+                deviceID: deviceID, sku: sku, firmware: firmware, accelerator: accelerator, modelName: modelName,
+                modelVersion: modelVersion, state: state, lastSeenMs: lastSeenMs, lastReceivedMs: lastReceivedMs, lastSeq: lastSeq)
+        }
+
+        init(registry: Registry) {
+            self.registry = registry
         }
     }
 
@@ -226,10 +255,25 @@ extension StoreReader {
 
         /// What `registryCounts(seenSinceMs:)` returns, computed from these rows.
         public func registryCounts(seenSinceMs: Int64) -> [RegistryCount] {
-            struct Key: Hashable { var state: String; var version: String; var seen: Bool }
-            var counts: [Key: Int64] = [:]
-            for d in devices { counts[Key(state: d.state, version: d.modelVersion, seen: d.lastSeenMs >= seenSinceMs), default: 0] += 1 }
-            return counts.map { RegistryCount(state: $0.key.state, modelVersion: $0.key.version, seenInWindow: $0.key.seen, devices: $0.value) }
+            // A handful of (state, version) groups: a linear search with string equality beats
+            // hashing two strings for each of 10k rows.
+            var out: [RegistryCount] = []
+            var last = -1
+            for d in devices {
+                let seen = d.lastSeenMs >= seenSinceMs
+                if last >= 0, out[last].seenInWindow == seen, out[last].state == d.state, out[last].modelVersion == d.modelVersion {
+                    out[last].devices += 1
+                    continue
+                }
+                if let g = out.firstIndex(where: { $0.seenInWindow == seen && $0.state == d.state && $0.modelVersion == d.modelVersion }) {
+                    out[g].devices += 1
+                    last = g
+                } else {
+                    out.append(RegistryCount(state: d.state, modelVersion: d.modelVersion, seenInWindow: seen, devices: 1))
+                    last = out.count - 1
+                }
+            }
+            return out
         }
 
         /// The newest device time (what `latestDataMs()` returns).
@@ -249,15 +293,26 @@ extension StoreReader {
         }
         if let c = cache, var t = c.registry, let built = c.registryBuiltAtMs, nowMs >= built, nowMs - built <= DeviceWindowCache.maxAgeMs {
             c.registry = nil  // so the rows below are updated in place, not copied
-            let d = try connection.statement("SELECT \(columns) FROM devices WHERE last_received_ms >= ?1 OR coalesce(state_changed_ms, 0) >= ?2 ORDER BY dev")
+            // `>=`: a row written later with the newest time already seen must not be missed, so
+            // the rows at the marks match again; those that are unchanged are skipped below.
+            // (A NULL state time, a device that never sent a status, matches nothing.)
+            let d = try connection.statement("SELECT \(columns) FROM devices WHERE last_received_ms >= ?1 OR state_changed_ms >= ?2 ORDER BY dev")
             d.bind(1, c.registryMarks.received); d.bind(2, c.registryMarks.state)
             var complete = true
             while try d.step() {
                 let dev = d.int(0)
-                c.changedDevs.append(dev)
                 if let i = c.registryIndex.get(dev) {
-                    t.devices[i] = row(d)
+                    let old = t.devices[i].registry
+                    let new = DeviceSummary.Registry(
+                        deviceID: d.text(1, reusing: old.deviceID), sku: d.text(2, reusing: old.sku),
+                        firmware: d.text(3, reusing: old.firmware), accelerator: d.text(4, reusing: old.accelerator),
+                        modelName: d.text(5, reusing: old.modelName), modelVersion: d.text(6, reusing: old.modelVersion),
+                        state: d.text(7, reusing: old.state), lastSeenMs: d.int(8), lastReceivedMs: d.int(9), lastSeq: d.int(10))
+                    guard new != old else { continue }
+                    c.changedDevs.append(dev)
+                    t.devices[i] = DeviceSummary(registry: new)
                 } else if dev > (t.devs.last ?? .min) {
+                    c.changedDevs.append(dev)
                     c.registryIndex.set(dev, t.devs.count)
                     t.devs.append(dev)
                     t.devices.append(row(d))
@@ -328,13 +383,23 @@ extension StoreReader {
             // its device's registry row (last_received_ms), so the devices the registry read
             // found changed are the only rows to read again; the rest stay as cached.
             let changed = c.minutesNeedFullRead ? nil : Array(Set(c.changedDevs)).sorted()
+            // Whether only the `changed` devices' rows can differ from the last call's buckets:
+            // then only their activity is computed again.
+            var onlyChanged = changed != nil
             for b in first...top where b >= last - 1 || c.buckets[b] == nil {
                 if let old = c.buckets[b], let changed, changed.count <= max(64, old.view.rows / 4) {
                     c.buckets[b] = try patchDeviceMinute(old, devs: changed)
                     c.minuteReads.patched += 1
+                    c.minuteReads.patchedRows += changed.count
                 } else {
-                    c.buckets[b] = try readDeviceMinute(bucket: b, sizeHint: c.sizeHint)
-                    c.sizeHint = (c.buckets[b]!.view.rows, c.buckets[b]!.keyCount)
+                    // A minute read again whole (too many changes for a patch) still differs
+                    // only in the changed devices' rows; a minute not cached before does not.
+                    if c.buckets[b] == nil { onlyChanged = false }
+                    // Sized like the same minute's last read, or (older, complete minutes) like
+                    // another complete minute: the newest minute may still be nearly empty.
+                    let hint = c.buckets[b].map { ($0.view.rows, $0.keyCount) } ?? (b < last - 1 ? c.sizeHint : (0, 0))
+                    c.buckets[b] = try readDeviceMinute(bucket: b, sizeHint: hint)
+                    if b < last - 1 { c.sizeHint = (c.buckets[b]!.view.rows, c.buckets[b]!.keyCount) }
                     c.minuteReads.full += 1
                 }
             }
@@ -345,53 +410,65 @@ extension StoreReader {
                 let key = first...olderTop
                 if c.merged?.range != key {
                     c.merged = (key, DeviceWindowCache.merge(key.map { c.buckets[$0]! }))
+                    onlyChanged = false
                 }
                 buckets.append(c.merged!.bucket)
             }
             if top >= last - 1 {
                 for b in max(first, last - 1)...top { buckets.append(c.buckets[b]!) }
             }
-            withExtendedLifetime(buckets) {
-                let views = buckets.map(\.view)
-                var cursors = [Int](repeating: 0, count: views.count)
-                var runs: [(bucket: Int, from: Int, to: Int)] = []
-                runs.reserveCapacity(views.count)
-                var heads: [Int] = []
-                heads.reserveCapacity(views.count)
-                var dense = [Double](repeating: 0, count: 512)
-                for i in out.indices {
-                    let dev = devs[i]
-                    runs.removeAll(keepingCapacity: true)
-                    var total: Int64 = 0
-                    var inferences: Int64 = 0, errors: Int64 = 0, samples: Int64 = 0
-                    var tempSum = 0.0, cpuSum = 0.0
-                    for k in 0..<views.count {
-                        let v = views[k]
-                        // Both sides are ordered by dev: advance this bucket's cursor to the device.
-                        var j = cursors[k]
-                        while j < v.rows && v.devs[j] < dev { j += 1 }
-                        cursors[k] = j
-                        guard j < v.rows, v.devs[j] == dev else { continue }
-                        inferences &+= v.inferences[j]
-                        errors &+= v.errors[j]
-                        tempSum += v.tempSum[j]
-                        cpuSum += v.cpuSum[j]
-                        samples &+= v.samples[j]
-                        let from = Int(v.keyStart[j]), to = Int(v.keyStart[j + 1])
-                        if from < to {
-                            runs.append((k, from, to))
-                            total = DDSketch.saturatingAddPublic(total, v.sketchCount[j])
+            let window = DeviceWindowCache.ActivityWindow(first: first, last: last)
+            var activity: [DeviceWindowCache.Activity]
+            if onlyChanged, let previous = c.activity, previous.window == window, previous.rows.count <= devs.count, let changed {
+                // Unchanged devices keep last call's figures; the changed (and new) ones are
+                // computed again, each found in every bucket by binary search.
+                activity = previous.rows
+                c.activity = nil
+                activity.append(contentsOf: repeatElement(DeviceWindowCache.Activity(), count: devs.count - activity.count))
+                let index = c.registryIndex.count == devs.count ? c.registryIndex : DevIndex(devs)
+                var todo = changed.compactMap { index.get($0) }
+                todo.append(contentsOf: previous.rows.count..<devs.count)
+                withExtendedLifetime(buckets) {
+                    var scratch = ActivityScratch(views: buckets.map(\.view))
+                    for i in todo {
+                        activity[i] = scratch.activity(of: devs[i]) { _, v, dev in
+                            // First row of `v` with devs >= dev.
+                            var lo = 0, hi = v.rows
+                            while lo < hi {
+                                let mid = (lo + hi) / 2
+                                if v.devs[mid] < dev { lo = mid + 1 } else { hi = mid }
+                            }
+                            return lo
                         }
                     }
-                    out[i].inferences = inferences
-                    out[i].errors = errors
-                    out[i].latencyP95Ms = Self.quantile(0.95, runs: runs, views: views, total: total, heads: &heads, dense: &dense).map { $0 / 1000 }
-                    if samples > 0 {
-                        out[i].tempC = tempSum / Double(samples)
-                        out[i].cpuPct = cpuSum / Double(samples)
+                }
+                c.activityReuse.reused += 1
+            } else {
+                activity = [DeviceWindowCache.Activity](repeating: DeviceWindowCache.Activity(), count: devs.count)
+                withExtendedLifetime(buckets) {
+                    var scratch = ActivityScratch(views: buckets.map(\.view))
+                    // Both sides are ordered by dev: each bucket's cursor only moves forward.
+                    var cursors = [Int](repeating: 0, count: buckets.count)
+                    for i in devs.indices {
+                        activity[i] = scratch.activity(of: devs[i]) { k, v, dev in
+                            var j = cursors[k]
+                            while j < v.rows && v.devs[j] < dev { j += 1 }
+                            cursors[k] = j
+                            return j
+                        }
                     }
                 }
+                c.activityReuse.computed += 1
             }
+            for i in out.indices {
+                let a = activity[i]
+                out[i].inferences = a.inferences
+                out[i].errors = a.errors
+                out[i].latencyP95Ms = a.latencyP95Ms
+                out[i].tempC = a.tempC
+                out[i].cpuPct = a.cpuPct
+            }
+            if cache != nil { c.activity = (window, activity) }
         }
 
         // Crashes and error records over the event range: the `dev` column straight off the time
@@ -519,10 +596,9 @@ extension StoreReader {
         let v = old.view
         var i = 0
         for dev in devs {
-            while i < v.rows && v.devs[i] < dev {
-                Self.copyRow(v, i, into: &cols)
-                i += 1
-            }
+            let runStart = i
+            while i < v.rows && v.devs[i] < dev { i += 1 }
+            Self.copyRows(v, runStart, i, into: &cols)
             if i < v.rows && v.devs[i] == dev { i += 1 }  // replaced by what is read now
             sqlite3_reset(stmt)
             sqlite3_bind_int64(stmt, 1, old.bucket)
@@ -532,10 +608,7 @@ extension StoreReader {
             guard rc == SQLITE_ROW else { throw connection.error(rc, "reading device_minute") }
             Self.appendMinuteRow(stmt, into: &cols)
         }
-        while i < v.rows {
-            Self.copyRow(v, i, into: &cols)
-            i += 1
-        }
+        Self.copyRows(v, i, v.rows, into: &cols)
         return DeviceWindowCache.Bucket(bucket: old.bucket, cols)
     }
 
@@ -558,15 +631,21 @@ extension StoreReader {
         cols.keyStart.append(Int32(cols.keys.count))
     }
 
-    static func copyRow(_ v: DeviceWindowCache.Bucket.View, _ i: Int, into cols: inout DeviceWindowCache.Columns) {
-        cols.devs.append(v.devs[i]); cols.inferences.append(v.inferences[i]); cols.errors.append(v.errors[i])
-        cols.tempSum.append(v.tempSum[i]); cols.cpuSum.append(v.cpuSum[i]); cols.samples.append(v.samples[i])
-        cols.sketchCount.append(v.sketchCount[i])
-        for x in Int(v.keyStart[i])..<Int(v.keyStart[i + 1]) {
-            cols.keys.append(v.keys[x])
-            cols.counts.append(v.counts[x])
-        }
-        cols.keyStart.append(Int32(cols.keys.count))
+    /// Appends rows `from..<to` of `v` (a run of unchanged rows: whole columns copied at once).
+    static func copyRows(_ v: DeviceWindowCache.Bucket.View, _ from: Int, _ to: Int, into cols: inout DeviceWindowCache.Columns) {
+        guard from < to else { return }
+        cols.devs.append(contentsOf: UnsafeBufferPointer(start: v.devs + from, count: to - from))
+        cols.inferences.append(contentsOf: UnsafeBufferPointer(start: v.inferences + from, count: to - from))
+        cols.errors.append(contentsOf: UnsafeBufferPointer(start: v.errors + from, count: to - from))
+        cols.tempSum.append(contentsOf: UnsafeBufferPointer(start: v.tempSum + from, count: to - from))
+        cols.cpuSum.append(contentsOf: UnsafeBufferPointer(start: v.cpuSum + from, count: to - from))
+        cols.samples.append(contentsOf: UnsafeBufferPointer(start: v.samples + from, count: to - from))
+        cols.sketchCount.append(contentsOf: UnsafeBufferPointer(start: v.sketchCount + from, count: to - from))
+        let k0 = Int(v.keyStart[from]), k1 = Int(v.keyStart[to])
+        let shift = Int32(cols.keys.count) - Int32(k0)
+        cols.keys.append(contentsOf: UnsafeBufferPointer(start: v.keys + k0, count: k1 - k0))
+        cols.counts.append(contentsOf: UnsafeBufferPointer(start: v.counts + k0, count: k1 - k0))
+        for i in (from + 1)...to { cols.keyStart.append(v.keyStart[i] &+ shift) }
     }
 
     // MARK: - Per-minute series per cohort
@@ -897,10 +976,28 @@ public final class DeviceWindowCache {
     /// are read again); `minutesNeedFullRead` when that is unknown (the registry was rebuilt).
     var changedDevs: [Int64] = []
     var minutesNeedFullRead = true
-    /// How the newest minutes were refreshed (full reads, patches), for tests.
-    var minuteReads = (full: 0, patched: 0)
+    /// How the newest minutes were refreshed (full reads, patches, rows read by patches), for tests.
+    var minuteReads = (full: 0, patched: 0, patchedRows: 0)
     /// Rows and sketch buckets of the last minute read (allocation hint for the next).
     var sizeHint = (rows: 0, keys: 0)
+    /// One device's figures over the recent window.
+    struct Activity: Equatable {
+        var inferences: Int64 = 0
+        var errors: Int64 = 0
+        var latencyP95Ms: Double?
+        var tempC: Double?
+        var cpuPct: Double?
+    }
+
+    struct ActivityWindow: Equatable {
+        var first: Int64
+        var last: Int64
+    }
+
+    /// The last call's activity per registry row (in `dev` order) and the minutes it covers.
+    var activity: (window: ActivityWindow, rows: [Activity])?
+    /// How often the activity was computed for every device or reused for the unchanged ones.
+    var activityReuse = (computed: 0, reused: 0)
     /// The older buckets of the window merged per device, and which buckets those are.
     var merged: (range: ClosedRange<Int64>, bucket: Bucket)?
     /// The last registry read, and the highest receiver time and state change time in it.
@@ -919,6 +1016,7 @@ public final class DeviceWindowCache {
         } else {
             buckets.removeAll(keepingCapacity: true)
             merged = nil
+            activity = nil
             builtAtMs = nowMs
         }
         for b in buckets.keys where b < from || b > to { buckets[b] = nil }
@@ -1027,6 +1125,51 @@ public final class DeviceWindowCache {
 
 /// `dev` (an INTEGER PRIMARY KEY, dense in practice) to an array position: an array while the
 /// keys stay dense, a dictionary for any key beyond that.
+/// What one device's activity is computed with: the buckets' views and reused scratch space.
+struct ActivityScratch {
+    let views: [DeviceWindowCache.Bucket.View]
+    var runs: [(bucket: Int, from: Int, to: Int)] = []
+    var heads: [Int] = []
+    var dense = [Double](repeating: 0, count: 512)
+
+    init(views: [DeviceWindowCache.Bucket.View]) {
+        self.views = views
+        runs.reserveCapacity(views.count)
+        heads.reserveCapacity(views.count)
+    }
+
+    /// `dev`'s sums over the buckets and its p95 from their merged sketches; `find(k, view, dev)`
+    /// gives the first row of bucket k's view whose dev is not below `dev`.
+    mutating func activity(of dev: Int64, find: (Int, DeviceWindowCache.Bucket.View, Int64) -> Int) -> DeviceWindowCache.Activity {
+        runs.removeAll(keepingCapacity: true)
+        var total: Int64 = 0
+        var a = DeviceWindowCache.Activity()
+        var samples: Int64 = 0
+        var tempSum = 0.0, cpuSum = 0.0
+        for k in 0..<views.count {
+            let v = views[k]
+            let j = find(k, v, dev)
+            guard j < v.rows, v.devs[j] == dev else { continue }
+            a.inferences &+= v.inferences[j]
+            a.errors &+= v.errors[j]
+            tempSum += v.tempSum[j]
+            cpuSum += v.cpuSum[j]
+            samples &+= v.samples[j]
+            let from = Int(v.keyStart[j]), to = Int(v.keyStart[j + 1])
+            if from < to {
+                runs.append((k, from, to))
+                total = DDSketch.saturatingAddPublic(total, v.sketchCount[j])
+            }
+        }
+        a.latencyP95Ms = StoreReader.quantile(0.95, runs: runs, views: views, total: total, heads: &heads, dense: &dense).map { $0 / 1000 }
+        if samples > 0 {
+            a.tempC = tempSum / Double(samples)
+            a.cpuPct = cpuSum / Double(samples)
+        }
+        return a
+    }
+}
+
 struct DevIndex {
     private var dense: [Int32] = []
     private var sparse: [Int64: Int] = [:]

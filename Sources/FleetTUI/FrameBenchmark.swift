@@ -32,13 +32,16 @@ public enum FrameBenchmark {
     /// `churn`: before each refresh frame, that many devices' registry rows are touched (their
     /// receiver time moved on), as a live ingester does for every device that reported since the
     /// last refresh: the frame then reads those devices again, as it would live. Writes to the
-    /// database (`last_received_ms` only, moved past the newest, as a new arrival's would be).
-    public static func run(dbPath: String, views: [ViewKind], frames: Int, width: Int, height: Int, churn: Int = 0) throws -> [Result] {
+    /// database (`last_received_ms` only, moved past the newest and distinct, as new arrivals' would be).
+    /// `rebuilds`: rebuild frames after the refresh and keypress frames (default max(3, frames / 5)).
+    public static func run(dbPath: String, views: [ViewKind], frames: Int, width: Int, height: Int, churn: Int = 0, rebuilds: Int? = nil) throws -> [Result] {
         let writer = churn > 0 ? try StoreWriter(path: dbPath) : nil
         var next: Int64 = 0
         func touch() throws {
             guard let writer else { return }
-            let s = try writer.connection.statement("UPDATE devices SET last_received_ms = (SELECT max(last_received_ms) FROM devices) + 1 WHERE dev > ?1 AND dev <= ?2")
+            // Distinct receiver times, as live arrivals have (one shared time would make every
+            // touched row match the next refresh's `>=` mark again and double the churn).
+            let s = try writer.connection.statement("UPDATE devices SET last_received_ms = (SELECT max(last_received_ms) FROM devices) + dev - ?1 WHERE dev > ?1 AND dev <= ?2")
             let total = try writer.connection.scalar("SELECT max(dev) FROM devices") ?? 0
             if next >= total { next = 0 }
             s.bind(1, next)
@@ -89,7 +92,7 @@ public enum FrameBenchmark {
                     result.keypress.total.append(t3 - t1)
                 }
             }
-            for i in 0..<max(3, frames / 5) {
+            for i in 0..<(rebuilds ?? max(3, frames / 5)) {
                 let t0 = SnapshotLoader.monotonicMs()
                 let s = try builder.build(state.loadRequest, nowMs: now + Int64(i + 1) * 31_000)
                 presenter.update(s)

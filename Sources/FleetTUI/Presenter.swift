@@ -244,7 +244,9 @@ public final class Presenter {
         if t.sortColumn >= spec.columns.count { t.sortColumn = 0 }
         let key = OrderKey(seq: s.seq, view: v, sort: t.sortColumn, descending: t.descending, filter: t.filterText, labels: s.request.cohortLabels)
         if key != orderKey {
-            order = spec.order(rows, sort: t.sortColumn, descending: t.descending, filter: t.filter)
+            var same = key
+            same.seq = orderKey?.seq ?? 0
+            order = spec.order(rows, sort: t.sortColumn, descending: t.descending, filter: t.filter, hint: same == orderKey ? order : nil)
             orderKey = key
         }
         let page = max(1, bodyH - 1)

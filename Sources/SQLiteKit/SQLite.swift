@@ -181,6 +181,15 @@ public final class Statement {
         return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
     }
     public func textOrNil(_ c: Int32) -> String? { isNull(c) ? nil : text(c) }
+    /// The column as text, or `existing` itself when it holds the same bytes (no allocation:
+    /// for re-reads of rows that mostly did not change).
+    public func text(_ c: Int32, reusing existing: String) -> String {
+        guard let p = sqlite3_column_text(handle, c) else { return existing.isEmpty ? existing : "" }
+        let n = Int(sqlite3_column_bytes(handle, c))
+        let bytes = UnsafeBufferPointer(start: p, count: n)
+        let same = existing.utf8.count == n && existing.utf8.withContiguousStorageIfAvailable { $0.elementsEqual(bytes) } == true
+        return same ? existing : String(decoding: bytes, as: UTF8.self)
+    }
     public func blob(_ c: Int32) -> [UInt8] {
         let n = Int(sqlite3_column_bytes(handle, c))
         guard n > 0, let p = sqlite3_column_blob(handle, c) else { return [] }

@@ -44,6 +44,10 @@ struct Top: ParsableCommand {
     @Option(help: .hidden)
     var benchChurn: Int = 0
 
+    /// Rebuild frames after the refresh frames (default max(3, frames/5); 0 to profile refreshes alone).
+    @Option(help: .hidden)
+    var benchRebuilds: Int?
+
     @Flag(help: .hidden)
     var debugCrash = false
 
@@ -73,7 +77,7 @@ struct Top: ParsableCommand {
             let parts = benchSize.split(separator: "x").compactMap { Int($0) }
             guard parts.count == 2 else { throw ValidationError("--bench-size WxH") }
             let views = benchViews.split(separator: ",").compactMap { ViewKind(rawValue: String($0)) }
-            let results = try FrameBenchmark.run(dbPath: database.db, views: views, frames: frames, width: parts[0], height: parts[1], churn: benchChurn)
+            let results = try FrameBenchmark.run(dbPath: database.db, views: views, frames: frames, width: parts[0], height: parts[1], churn: benchChurn, rebuilds: benchRebuilds)
             print(FrameBenchmark.json(results))
             return
         }

@@ -102,6 +102,22 @@ import Testing
         #expect(cache.minuteReads.patched == patched + 4)
         #expect(again == (try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to)))
         #expect(again != after)
+        // After the first call, each refresh (warm, after, again) computed only the changed (and
+        // new) devices' activity again.
+        #expect(cache.activityReuse == (computed: 1, reused: 3))
+        // Nothing written since: no row is read again, though the newest device still matches
+        // the registry's `>=` mark and no device has a status time (NULL must not match).
+        let rowsBefore = cache.minuteReads.patchedRows
+        let still = try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 4)
+        #expect(still == again)
+        #expect(cache.minuteReads.patchedRows == rowsBefore)
+        #expect(cache.activityReuse == (computed: 1, reused: 4))
+        // A status change alone (no telemetry) reaches the table through the state mark.
+        try w.setState(deviceID: "cam-07", online: false, tsMs: to - 100)
+        let offline = try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 4)
+        #expect(offline.first { $0.deviceID == "cam-07" }?.state == "offline")
+        #expect(cache.minuteReads.patchedRows == rowsBefore + 2)
+        #expect(offline == (try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to)))
         // A moved window evicts the buckets it left.
         _ = try reader.deviceSummaries(recentFromMs: to - 120_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 5)
         #expect(cache.buckets.count == 2)

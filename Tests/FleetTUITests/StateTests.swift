@@ -88,6 +88,26 @@ func syntheticSnapshot(devices n: Int, view: ViewKind = .devices, asOf: Int64 = 
         #expect(online == online.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
     }
 
+    @Test func thePreviousOrderAsAHintChangesNothing() {
+        let rows = syntheticSnapshot(devices: 60).devices!
+        let spec = TableSpecs.devices
+        var rng = SplitMix64(seed: 3)
+        guard case .success(let filter) = RowFilter.parse("!state=offline", fields: spec.filterFields) else { Issue.record("filter"); return }
+        for sort in spec.columns.indices {
+            for descending in [false, true] {
+                for f in [RowFilter(terms: []), filter] {
+                    let plain = spec.order(rows, sort: sort, descending: descending, filter: f)
+                    // Stale, shuffled, duplicated and out-of-range hints alike.
+                    var shuffled = Array(rows.indices)
+                    for i in shuffled.indices.reversed() { shuffled.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+                    for hint in [plain, plain.reversed(), Array(shuffled.prefix(30)) + [500, 3, 3], []] {
+                        #expect(spec.order(rows, sort: sort, descending: descending, filter: f, hint: hint) == plain, "sort \(sort)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test func filteringUsesFieldsAndAliases() {
         let rows = syntheticSnapshot(devices: 30).devices!
         let spec = TableSpecs.devices

@@ -479,9 +479,33 @@ extension StoreReader {
             """)
         cr.bind(1, eventsFromMs); cr.bind(2, toMs)
         while try cr.step() { if let i = index.get(cr.int(0)) { out[i].crashes += 1 } }
-        try forEachInt64(
-            "SELECT dev FROM errors INDEXED BY errors_ts WHERE ts_ms >= ?1 AND ts_ms < ?2", eventsFromMs, toMs
-        ) { dev in if let i = index.get(dev) { out[i].errorEvents += 1 } }
+        // Error records: tens of thousands an hour at 10k devices. With a cache, whole minutes
+        // before the two newest are read once and kept (like the device-minute buckets, late
+        // records in them show after the next rebuild); the partial first minute and the two
+        // newest are read every time.
+        let errorsSQL = "SELECT dev FROM errors INDEXED BY errors_ts WHERE ts_ms >= ?1 AND ts_ms < ?2"
+        func countErrors(_ from: Int64, _ to: Int64) throws {
+            guard from < to else { return }
+            try forEachInt64(errorsSQL, from, to) { dev in if let i = index.get(dev) { out[i].errorEvents += 1 } }
+        }
+        let firstWhole = (eventsFromMs + Time.minuteMs - 1) / Time.minuteMs
+        let newest = (toMs - 1) / Time.minuteMs - 1
+        if let c = cache, eventsFromMs >= 0, toMs > eventsFromMs, newest > firstWhole {
+            c.expire(keepingFrom: .min, to: .max, nowMs: nowMs)  // the rebuild clock (no-op when fresh)
+            c.errorMinutes = c.errorMinutes.filter { $0.key >= firstWhole && $0.key < newest }
+            try countErrors(eventsFromMs, firstWhole * Time.minuteMs)
+            for m in firstWhole..<newest {
+                if c.errorMinutes[m] == nil {
+                    var devs: [Int64] = []
+                    try forEachInt64(errorsSQL, m * Time.minuteMs, (m + 1) * Time.minuteMs) { devs.append($0) }
+                    c.errorMinutes[m] = devs
+                }
+                for dev in c.errorMinutes[m]! { if let i = index.get(dev) { out[i].errorEvents += 1 } }
+            }
+            try countErrors(newest * Time.minuteMs, toMs)
+        } else {
+            try countErrors(eventsFromMs, toMs)
+        }
     }
 
     /// Runs a one-column integer query with two integer parameters through the C API (no
@@ -744,32 +768,66 @@ extension StoreReader {
     public func versionHistory(fromMs: Int64, toMs: Int64, buckets: Int) throws -> VersionHistory {
         let n = max(1, min(buckets, 256))
         let size = max(1, (toMs - fromMs + Int64(n) - 1) / Int64(n))
-        var versionOf: [Int64: String] = [:]
+        // Versions by index, and each cohort's version index.
+        var versions: [String] = []
+        var versionIndex: [String: Int] = [:]
+        var versionOf: [Int64: Int] = [:]
         let c = try connection.statement("SELECT cohort, model_version FROM cohorts")
-        while try c.step() { versionOf[c.int(0)] = c.text(1) }
-        // One bitset of slices per (device, version): stretches of a device in several cohorts of
-        // the same version, or several stretches in one slice, count once.
+        while try c.step() {
+            let v = c.text(1)
+            let i = versionIndex[v] ?? versions.count
+            if i == versions.count { versions.append(v); versionIndex[v] = i }
+            versionOf[c.int(0)] = i
+        }
+        // One bitset of slices per (device, version), all in one flat array: stretches of a
+        // device in several cohorts of the same version, or several stretches in one slice,
+        // count once. (Integer keys and flat storage: 10k+ presence rows per refresh.)
+        struct Slot: Hashable { var dev: Int64; var version: Int }
         let words = (n + 63) / 64
-        var seen: [String: [Int64: [UInt64]]] = [:]
+        var slotOf: [Slot: Int] = [:]
+        var slotVersion: [Int] = []
+        var bits: [UInt64] = []
         let p = try connection.statement("SELECT dev, cohort, first_ms, last_ms FROM presence WHERE last_ms >= ?1 AND first_ms < ?2")
         p.bind(1, fromMs); p.bind(2, toMs)
         while try p.step() {
-            let version = versionOf[p.int(1)] ?? ""
+            let version: Int
+            if let v = versionOf[p.int(1)] {
+                version = v
+            } else {
+                // A cohort committed after the cohorts were read: its version is unknown here.
+                version = versionIndex[""] ?? versions.count
+                if version == versions.count { versions.append(""); versionIndex[""] = version }
+            }
             let lo = Int(max(0, (max(p.int(2), fromMs) - fromMs) / size))
             let hi = Int(min(Int64(n - 1), (min(p.int(3), toMs - 1) - fromMs) / size))
             guard lo <= hi else { continue }
-            var bits = seen[version, default: [:]][p.int(0)] ?? [UInt64](repeating: 0, count: words)
-            for b in lo...hi { bits[b >> 6] |= 1 << UInt64(b & 63) }
-            seen[version, default: [:]][p.int(0)] = bits
+            let key = Slot(dev: p.int(0), version: version)
+            let slot: Int
+            if let s = slotOf[key] {
+                slot = s
+            } else {
+                slot = slotVersion.count
+                slotOf[key] = slot
+                slotVersion.append(version)
+                bits.append(contentsOf: repeatElement(0, count: words))
+            }
+            let base = slot * words
+            for b in lo...hi { bits[base + (b >> 6)] |= 1 << UInt64(b & 63) }
+        }
+        var counts = [[Int]](repeating: [Int](repeating: 0, count: n), count: versions.count)
+        var present = [Bool](repeating: false, count: versions.count)
+        for (slot, version) in slotVersion.enumerated() {
+            present[version] = true
+            for w in 0..<words {
+                var word = bits[slot * words + w]
+                while word != 0 {
+                    counts[version][w * 64 + word.trailingZeroBitCount] += 1
+                    word &= word - 1
+                }
+            }
         }
         var devices: [String: [Int]] = [:]
-        for (version, devs) in seen {
-            var counts = [Int](repeating: 0, count: n)
-            for bits in devs.values {
-                for b in 0..<n where bits[b >> 6] & (1 << UInt64(b & 63)) != 0 { counts[b] += 1 }
-            }
-            devices[version] = counts
-        }
+        for (i, v) in versions.enumerated() where present[i] { devices[v] = counts[i] }
         var deploys: [String: DeployOutcomes] = [:]
         let d = try connection.statement("SELECT to_version, result, count(*) FROM deploys INDEXED BY deploys_ts WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY to_version, result")
         d.bind(1, fromMs); d.bind(2, toMs)
@@ -980,6 +1038,8 @@ public final class DeviceWindowCache {
     var minuteReads = (full: 0, patched: 0, patchedRows: 0)
     /// Rows and sketch buckets of the last minute read (allocation hint for the next).
     var sizeHint = (rows: 0, keys: 0)
+    /// The devs of each error record, per whole minute before the two newest (see `addActivity`).
+    var errorMinutes: [Int64: [Int64]] = [:]
     /// One device's figures over the recent window.
     struct Activity: Equatable {
         var inferences: Int64 = 0
@@ -1017,6 +1077,7 @@ public final class DeviceWindowCache {
             buckets.removeAll(keepingCapacity: true)
             merged = nil
             activity = nil
+            errorMinutes.removeAll()
             builtAtMs = nowMs
         }
         for b in buckets.keys where b < from || b > to { buckets[b] = nil }

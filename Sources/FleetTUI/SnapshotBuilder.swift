@@ -18,6 +18,8 @@ public final class SnapshotBuilder {
 
     public init(reader: StoreReader) {
         self.reader = reader
+        // Drift baselines (closed reference hours) are merged once a minute of data time.
+        reader.baselineReuseMs = 60_000
     }
 
     /// The snapshot for `request` as of wall time `nowMs`.

@@ -118,9 +118,59 @@ import Testing
         #expect(offline.first { $0.deviceID == "cam-07" }?.state == "offline")
         #expect(cache.minuteReads.patchedRows == rowsBefore + 2)
         #expect(offline == (try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to)))
+        // Error records: one in the newest minute counts at once; one in an older, cached minute
+        // (late) counts once the cache is rebuilt.
+        func errorEvents(_ rows: [StoreReader.DeviceSummary], _ id: String) -> Int64 { rows.first { $0.deviceID == id }!.errorEvents }
+        let before = errorEvents(offline, "cam-04")
+        try w.write([Device(id: "cam-04").message(seq: 1002, at: to - 1_000, records: [.error(ErrorRecord(tsMs: to - 1_000, code: "E", message: "m"))])],
+                    receivedMs: t0 + 62_000)
+        let newError = try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 4)
+        #expect(errorEvents(newError, "cam-04") == before + 1)
+        try w.write([Device(id: "cam-04").message(seq: 1003, at: to - 600_000, records: [.error(ErrorRecord(tsMs: to - 600_000, code: "E", message: "m"))])],
+                    receivedMs: t0 + 63_000)
+        let late = try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 4)
+        #expect(errorEvents(late, "cam-04") == before + 1)
+        let rebuilt = try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 4 + DeviceWindowCache.maxAgeMs + 1)
+        #expect(errorEvents(rebuilt, "cam-04") == before + 2)
+        #expect(rebuilt == (try reader.deviceSummaries(recentFromMs: to - 300_000, eventsFromMs: to - 3_600_000, toMs: to)))
         // A moved window evicts the buckets it left.
-        _ = try reader.deviceSummaries(recentFromMs: to - 120_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 5)
+        _ = try reader.deviceSummaries(recentFromMs: to - 120_000, eventsFromMs: to - 3_600_000, toMs: to, cache: cache, nowMs: 5 + DeviceWindowCache.maxAgeMs)
         #expect(cache.buckets.count == 2)
+    }
+
+    @Test func versionHistoryCountsEachDeviceOncePerSliceAndVersion() throws {
+        let db = TempDB()
+        try fillFleet(db.path, devices: 30, minutes: 30)
+        // Upgrades part-way (a second stretch in another cohort), a gap (two stretches in one
+        // cohort), and a device on two SKUs of one version (two cohorts, counted once).
+        let w = try StoreWriter(path: db.path)
+        var items: [TelemetryMessage] = []
+        for k in 0..<20 {
+            let ts = t0 + 60_000 + Int64(k) * 30_000
+            items.append(Device(id: "cam-01", version: "1.6.0").message(seq: 5000 + Int64(k), at: ts, records: [Device.inference(at: ts)]))
+            items.append(Device(id: "cam-02", sku: k % 2 == 0 ? "orin-nano-8g" : "xavier-nx").message(seq: 5000 + Int64(k), at: ts, records: [Device.inference(at: ts)]))
+            if k > 12 { items.append(Device(id: "cam-03").message(seq: 5000 + Int64(k), at: ts + 3_600_000, records: [Device.inference(at: ts + 3_600_000)])) }
+        }
+        try w.write(items, receivedMs: t0 + 5_000_000)
+        let reader = try StoreReader(path: db.path)
+        let from = t0 - 40 * 60_000, to = t0 + 80 * 60_000
+        for slices in [1, 7, 48, 64, 65, 200] {
+            let h = try reader.versionHistory(fromMs: from, toMs: to, buckets: slices)
+            // Brute force in SQL, slice by slice.
+            var expected: [String: [Int]] = [:]
+            for b in 0..<slices {
+                let lo = from + Int64(b) * h.bucketMs, hi = min(to, lo + h.bucketMs)
+                guard lo < to else { break }
+                let q = try reader.connection.statement("""
+                    SELECT c.model_version, count(DISTINCT p.dev) FROM presence p JOIN cohorts c USING(cohort)
+                    WHERE p.last_ms >= ?1 AND p.first_ms < ?2 AND p.last_ms >= ?3 AND p.first_ms < ?4 GROUP BY 1
+                    """)
+                q.bind(1, lo); q.bind(2, hi); q.bind(3, from); q.bind(4, to)
+                while try q.step() { expected[q.text(0), default: [Int](repeating: 0, count: slices)][b] = Int(q.int(1)) }
+            }
+            #expect(h.devices == expected, "slices \(slices)")
+            #expect(Set(h.devices.keys) == ["1.4.0", "1.5.0", "1.6.0"])
+        }
     }
 
     @Test func quantilesOverManySketchesMatchDDSketchMerge() throws {

@@ -173,6 +173,37 @@ import Testing
         }
     }
 
+    @Test func driftBaselinesAreReusedForAMinuteOfDataTime() throws {
+        let db = TempDB()
+        try fillFleet(db.path, devices: 4, minutes: 150)
+        let reader = try StoreReader(path: db.path)
+        reader.baselineReuseMs = 60_000
+        let baseline = DriftBaseline.first(durationMs: 3_600_000)
+        func psi(_ r: StoreReader, to: Int64) throws -> [Double?] {
+            try r.fleet(fromMs: to - 3_600_000, toMs: to, by: ["model_version"], baseline: baseline).map { $0.values.confidencePSI }
+        }
+        let before = try psi(reader, to: t0)
+        #expect(before.contains { $0 != nil })
+        // Late data lands in the reference hour (the first of the fill) with another shape.
+        let w = try StoreWriter(path: db.path)
+        var late: [TelemetryMessage] = []
+        for d in 0..<4 {
+            let ts = t0 - 140 * 60_000 + Int64(d)
+            var hist = [Int64](repeating: 0, count: 10)
+            hist[1] = 5_000
+            late.append(Device(id: String(format: "cam-%02d", d), version: d % 3 == 0 ? "1.5.0" : "1.4.0").message(seq: 90_000, at: ts, records: [
+                .inference(InferenceRecord(tsMs: ts, windowMs: 10_000, count: 5_000, errors: 0, latencyUs: DDSketch(), confidenceHist: hist, classCounts: []))]))
+        }
+        try w.write(late, receivedMs: t0)
+        let fresh = try StoreReader(path: db.path)
+        #expect(try psi(fresh, to: t0) != before)
+        // Within a minute of data time the merged baseline is reused; past it, read again.
+        let cached = try psi(reader, to: t0 + 30_000)
+        #expect(cached != (try psi(StoreReader(path: db.path), to: t0 + 30_000)))
+        let reread = try psi(reader, to: t0 + 61_000)
+        #expect(reread == (try psi(fresh, to: t0 + 61_000)))
+    }
+
     @Test func quantilesOverManySketchesMatchDDSketchMerge() throws {
         var rng = SplitMix64(seed: 7)
         for trial in 0..<200 {

@@ -238,10 +238,11 @@ extension StoreReader {
     /// windows of `[recentFromMs, toMs)` summed (p95 from the merged sketches) and its crashes
     /// and error records counted over `[eventsFromMs, toMs)`.
     ///
-    /// With a `cache`, per-minute buckets older than the two newest are decoded once and reused
-    /// by later calls (the loader calls this every refresh; at 10k devices a bucket is 10k rows
-    /// and sketches): data arriving more than two minutes late reaches the table when the cache
-    /// is rebuilt (`DeviceWindowCache.maxAgeMs`) or the bucket leaves the window.
+    /// With a `cache`, per-minute buckets and error records older than the two newest minutes
+    /// are read once and reused by later calls, and only the devices whose registry row changed
+    /// are read and computed again (the loader calls this every refresh; at 10k devices a bucket
+    /// is 10k rows and sketches): data arriving more than two minutes late reaches the table
+    /// when the cache is rebuilt (`DeviceWindowCache.maxAgeMs`) or the bucket leaves the window.
     public func deviceSummaries(recentFromMs: Int64, eventsFromMs: Int64, toMs: Int64, cache: DeviceWindowCache? = nil, nowMs: Int64 = 0) throws -> [DeviceSummary] {
         var table = try deviceTable(cache: cache, nowMs: nowMs)
         try addActivity(to: &table, recentFromMs: recentFromMs, eventsFromMs: eventsFromMs, toMs: toMs, cache: cache, nowMs: nowMs)

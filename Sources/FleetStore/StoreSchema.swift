@@ -156,6 +156,13 @@ enum StoreSchema {
             SELECT fingerprint, active_at, rule_group, alertname, severity, labels, annotations, value, fired_at, resolved_at
             FROM alerts WHERE state = 'resolved' AND resolved_at IS NOT NULL;
         """,
+        // 3 -> 4: no data change. From 4 on, a device's highest seq range row may end below its
+        // highest stored seq (devices.attrs_seq), which is the true end: the writer no longer
+        // rewrites that row for every message. Older fleetwatch versions, which would take the
+        // row's end as exact (and store re-sent messages twice), refuse a version-4 database.
+        """
+        CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+        """,
     ]
 
     static var currentVersion: Int { migrations.count }

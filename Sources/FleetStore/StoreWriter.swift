@@ -133,14 +133,18 @@ public final class StoreWriter {
         if let d = devices[deviceID] {
             ranges = d.ranges
         } else {
-            let q = try connection.statement("SELECT r.from_seq, r.to_seq, d.first_seq FROM seq_ranges r JOIN devices d USING(dev) WHERE d.device_id = ? ORDER BY r.from_seq")
+            let q = try connection.statement("SELECT r.from_seq, r.to_seq, d.first_seq, d.attrs_seq FROM seq_ranges r JOIN devices d USING(dev) WHERE d.device_id = ? ORDER BY r.from_seq")
             q.bind(1, deviceID)
             var rs: [ClosedRange<Int64>] = []
             var first: Int64?
+            var highest: Int64 = .min
             while try q.step() {
                 rs.append(q.int(0)...q.int(1))
                 first = q.int(2)
+                highest = q.int(3)
             }
+            // The highest range ends at the highest seq stored (see flush).
+            if let top = rs.last, highest > top.upperBound { rs[rs.count - 1] = top.lowerBound...highest }
             ranges = SeqRanges(rs, trackingFrom: first)
         }
         return ranges.gaps.compactMap { g in
@@ -348,9 +352,17 @@ public final class StoreWriter {
                 // Write only the ranges that changed: usually one row, the highest range grown.
                 let now = device.ranges.ranges
                 let persisted = device.persistedRanges
+                var written = now
                 if now.count == persisted.count && zip(now, persisted).allSatisfy({ $0.lowerBound == $1.lowerBound }) {
-                    // The usual case: ranges only grew upwards; update those rows in place.
-                    for (r, old) in zip(now, persisted) where r.upperBound != old.upperBound {
+                    // The usual case: ranges only grew upwards; update those rows in place. The
+                    // highest range's end is the highest seq stored, which the registry row
+                    // already carries (attrs_seq): its row is left as it is (readers and the
+                    // loader take the larger of the two), saving a statement per message.
+                    for (k, (r, old)) in zip(now, persisted).enumerated() where r.upperBound != old.upperBound {
+                        if k == now.count - 1 {
+                            written[k] = old
+                            continue
+                        }
                         let u = try connection.statement("UPDATE seq_ranges SET to_seq = ?3 WHERE dev = ?1 AND from_seq = ?2")
                         u.bind(1, device.dev); u.bind(2, r.lowerBound); u.bind(3, r.upperBound)
                         try u.run()
@@ -369,7 +381,7 @@ public final class StoreWriter {
                         try i.run()
                     }
                 }
-                device.persistedRanges = now
+                device.persistedRanges = written
                 device.ranges.dirty = false
             }
             for change in device.presence.takeChanges() {
@@ -508,8 +520,10 @@ public final class StoreWriter {
             r.bind(1, state.dev)
             var ranges: [ClosedRange<Int64>] = []
             while try r.step() { ranges.append(r.int(0)...r.int(1)) }
-            state.ranges = SeqRanges(ranges, trackingFrom: firstSeq)
             state.persistedRanges = ranges
+            // The highest range's row may end below the highest seq stored (see flush).
+            if let top = ranges.last, state.attrsSeq > top.upperBound { ranges[ranges.count - 1] = top.lowerBound...state.attrsSeq }
+            state.ranges = SeqRanges(ranges, trackingFrom: firstSeq)
             let p = try connection.statement("SELECT cohort, first_ms, last_ms FROM presence WHERE dev = ? ORDER BY last_ms")
             p.bind(1, state.dev)
             while try p.step() { state.presence.load(cohort: p.int(0), firstMs: p.int(1), lastMs: p.int(2)) }

@@ -42,6 +42,39 @@ import Testing
         #expect(try w2.write([d.message(seq: 11, at: t0, records: [Device.resources(at: t0)])]).newGaps == [SeqGap(deviceID: "cam-2", fromSeq: 10, toSeq: 10)])
     }
 
+    @Test func theHighestRangeEndsAtTheRegistrysHighestSeq() throws {
+        let db = TempDB()
+        let w = try StoreWriter(path: db.path)
+        let d = Device(id: "cam-7")
+        func batch(_ seqs: ClosedRange<Int64>) -> [TelemetryMessage] {
+            seqs.map { d.message(seq: $0, at: t0 + $0 * 10_000, records: [Device.resources(at: t0 + $0 * 10_000)]) }
+        }
+        for k in 0..<5 { try w.write(batch(Int64(k * 10 + 1)...Int64(k * 10 + 10))) }
+        // The range grew in place batch after batch; its row was not rewritten each time.
+        func rows() throws -> [(Int64, Int64)] {
+            let q = try w.connection.prepare("SELECT from_seq, to_seq FROM seq_ranges ORDER BY from_seq")
+            var out: [(Int64, Int64)] = []
+            while try q.step() { out.append((q.int(0), q.int(1))) }
+            return out
+        }
+        #expect(try rows().count == 1 && rows()[0].0 == 1 && rows()[0].1 < 50)
+        #expect(try w.connection.scalar("SELECT attrs_seq FROM devices") == 50)
+        // A restart: every seq up to 50 is still a duplicate, nothing is missing, 51 is new.
+        let w2 = try StoreWriter(path: db.path)
+        #expect(try w2.missing(deviceID: "cam-7", in: 1...50) == [])
+        let again = try w2.write(batch(41...51))
+        #expect(again.duplicates == 10 && again.stored == 1 && again.newGaps.isEmpty)
+        // A gap: the old top range is written with its real end, and the gap is reported.
+        #expect(try w2.write(batch(60...60)).newGaps == [SeqGap(deviceID: "cam-7", fromSeq: 52, toSeq: 59)])
+        #expect(try rows().first { $0.0 == 1 }?.1 == 51)
+        #expect(try StoreReader(path: db.path).deviceHistory("cam-7", fromMs: t0, toMs: t0 + 3_600_000)?.gaps == [52...59])
+        let w3 = try StoreWriter(path: db.path)
+        #expect(try w3.missing(deviceID: "cam-7", in: 1...70) == [52...59])
+        #expect(try w3.write(batch(55...61)).duplicates == 1)
+        #expect(try StoreReader(path: db.path).deviceHistory("cam-7", fromMs: t0, toMs: t0 + 3_600_000)?.gaps == [52...54])
+        #expect(try StoreReader(path: db.path).ingestCounters().openGaps == 1)
+    }
+
     @Test func rejectedInputIsQuarantinedWhole() throws {
         let db = TempDB()
         let w = try StoreWriter(path: db.path)

@@ -43,6 +43,9 @@ struct Demo: ParsableCommand {
     @Option(help: "Alert rules (webhook receivers are redirected to the demo's pager).")
     var rules: String = "alerts.yaml"
 
+    @Option(help: "Scenario start time of the simulated fleet (epoch ms or RFC 3339); default now.")
+    var start: String?
+
     @Flag(help: "Keep the work directory (database, logs) at the end.")
     var keep = false
 
@@ -59,6 +62,7 @@ struct Demo: ParsableCommand {
         }
         if devices < 1 || devices > 100_000 { throw ValidationError("--devices must be between 1 and 100000") }
         if !(speed > 0 && speed <= 10_000) { throw ValidationError("--speed must be positive (at most 10000)") }
+        if let s = start, parseTime(s) == nil { throw ValidationError("--start: '\(s)' is not RFC 3339 or epoch ms") }
     }
 
     func run() throws {
@@ -176,6 +180,7 @@ final class DemoStack: @unchecked Sendable {
         config.scenario = Scenario.Name(rawValue: demo.scenario)!
         config.seed = demo.seed
         config.speed = demo.speed
+        config.startMs = demo.start.flatMap(parseTime)
         config.inferencesPerWindow = demo.inferences
         // Warnings go to stderr only without the TUI (which owns the terminal).
         let out = self.out

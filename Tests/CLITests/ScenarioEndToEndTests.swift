@@ -42,8 +42,14 @@ import Testing
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let events = dir + "/events.jsonl"
         let wallSeconds = Int((minutes * 60 / Self.speed).rounded(.up))
+        // The scenario starts on a clock hour, so the drift baselines (first:1h, whole clock
+        // hours) cover the same part of the story in every run. From a random minute of the
+        // hour, the stalled rollout's canary sometimes got a first hour of a few minutes and a
+        // few devices as its baseline and paged drift once the rollout widened (docs/rules.md).
+        let hourStart = Int64(Date().timeIntervalSince1970 * 1000) / 3_600_000 * 3_600_000
         let out = try CLI.run("fleetwatch", [
             "demo", "--headless", "--duration", "\(wallSeconds)s", "--scenario", scenario, "--devices", "\(Self.devices)",
+            "--start", "\(hourStart)",
             "--speed", "\(Self.speed)", "--rules", rules, "--keep", "--events-log", events, "--inferences", "10",
         ])
         #expect(out.status == 0, "demo failed: \(out.stderr)")

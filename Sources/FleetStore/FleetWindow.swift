@@ -47,21 +47,12 @@ extension StoreReader {
     /// baselines (drift values null until the caller sets them).
     public func group(_ w: FleetWindow, by: [String]) -> [CohortResult] {
         // Each fine cohort's group, once (a handful of cohorts, not one key per row).
-        var keyIndex: [[String]: Int] = [:]
-        var keys: [[String]] = []
+        var groups = Interner<[String]>()
         var groupOf: [Int64: Int] = [:]
         for (cohort, labels) in w.cohortLabels {
-            let key = by.map { labels[$0] ?? "" }
-            let g: Int
-            if let i = keyIndex[key] {
-                g = i
-            } else {
-                g = keys.count
-                keyIndex[key] = g
-                keys.append(key)
-            }
-            groupOf[cohort] = g
+            groupOf[cohort] = groups.intern(by.map { labels[$0] ?? "" }).index
         }
+        let keys = groups.keys
         let windowMs = w.toMs - w.fromMs
         var aggs = [CohortAggregate](repeating: CohortAggregate(windowMs: windowMs), count: keys.count)
         var present = [Bool](repeating: false, count: keys.count)

@@ -770,54 +770,33 @@ extension StoreReader {
         let n = max(1, min(buckets, 256))
         let size = max(1, (toMs - fromMs + Int64(n) - 1) / Int64(n))
         // Versions by index, and each cohort's version index.
-        var versions: [String] = []
-        var versionIndex: [String: Int] = [:]
+        var versions = Interner<String>()
         var versionOf: [Int64: Int] = [:]
         let c = try connection.statement("SELECT cohort, model_version FROM cohorts")
-        while try c.step() {
-            let v = c.text(1)
-            let i = versionIndex[v] ?? versions.count
-            if i == versions.count { versions.append(v); versionIndex[v] = i }
-            versionOf[c.int(0)] = i
-        }
+        while try c.step() { versionOf[c.int(0)] = versions.intern(c.text(1)).index }
         // One bitset of slices per (device, version), all in one flat array: stretches of a
         // device in several cohorts of the same version, or several stretches in one slice,
         // count once. (Integer keys and flat storage: 10k+ presence rows per refresh.)
         struct Slot: Hashable { var dev: Int64; var version: Int }
         let words = (n + 63) / 64
-        var slotOf: [Slot: Int] = [:]
-        var slotVersion: [Int] = []
+        var slots = Interner<Slot>()
         var bits: [UInt64] = []
         let p = try connection.statement("SELECT dev, cohort, first_ms, last_ms FROM presence WHERE last_ms >= ?1 AND first_ms < ?2")
         p.bind(1, fromMs); p.bind(2, toMs)
         while try p.step() {
-            let version: Int
-            if let v = versionOf[p.int(1)] {
-                version = v
-            } else {
-                // A cohort committed after the cohorts were read: its version is unknown here.
-                version = versionIndex[""] ?? versions.count
-                if version == versions.count { versions.append(""); versionIndex[""] = version }
-            }
+            // A cohort committed after the cohorts were read: its version is unknown here.
+            let version = versionOf[p.int(1)] ?? versions.intern("").index
             let lo = Int(max(0, (max(p.int(2), fromMs) - fromMs) / size))
             let hi = Int(min(Int64(n - 1), (min(p.int(3), toMs - 1) - fromMs) / size))
             guard lo <= hi else { continue }
-            let key = Slot(dev: p.int(0), version: version)
-            let slot: Int
-            if let s = slotOf[key] {
-                slot = s
-            } else {
-                slot = slotVersion.count
-                slotOf[key] = slot
-                slotVersion.append(version)
-                bits.append(contentsOf: repeatElement(0, count: words))
-            }
+            let (slot, isNew) = slots.intern(Slot(dev: p.int(0), version: version))
+            if isNew { bits.append(contentsOf: repeatElement(0, count: words)) }
             let base = slot * words
             for b in lo...hi { bits[base + (b >> 6)] |= 1 << UInt64(b & 63) }
         }
-        var counts = [[Int]](repeating: [Int](repeating: 0, count: n), count: versions.count)
-        var present = [Bool](repeating: false, count: versions.count)
-        for (slot, version) in slotVersion.enumerated() {
+        var counts = [[Int]](repeating: [Int](repeating: 0, count: n), count: versions.keys.count)
+        var present = [Bool](repeating: false, count: versions.keys.count)
+        for (slot, version) in slots.keys.map(\.version).enumerated() {
             present[version] = true
             for w in 0..<words {
                 var word = bits[slot * words + w]
@@ -828,7 +807,7 @@ extension StoreReader {
             }
         }
         var devices: [String: [Int]] = [:]
-        for (i, v) in versions.enumerated() where present[i] { devices[v] = counts[i] }
+        for (i, v) in versions.keys.enumerated() where present[i] { devices[v] = counts[i] }
         var deploys: [String: DeployOutcomes] = [:]
         let d = try connection.statement("SELECT to_version, result, count(*) FROM deploys INDEXED BY deploys_ts WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY to_version, result")
         d.bind(1, fromMs); d.bind(2, toMs)

@@ -106,3 +106,18 @@ enum Time {
     static let hourMs: Int64 = 3_600_000
     static let dayMs: Int64 = 86_400_000
 }
+
+/// Dense indices for distinct keys, in first-seen order: group a few distinct keys (cohort
+/// labels, versions, device × version slots) over many rows with plain arrays.
+struct Interner<Key: Hashable> {
+    private(set) var keys: [Key] = []
+    private var index: [Key: Int] = [:]
+
+    /// The key's index, and whether this call added it.
+    mutating func intern(_ key: Key) -> (index: Int, isNew: Bool) {
+        if let i = index[key] { return (i, false) }
+        index[key] = keys.count
+        keys.append(key)
+        return (keys.count - 1, true)
+    }
+}

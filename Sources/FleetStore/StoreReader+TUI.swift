@@ -287,10 +287,13 @@ extension StoreReader {
     /// picks up the rare change that moves neither (a status message dated in the past).
     public func deviceTable(cache: DeviceWindowCache? = nil, nowMs: Int64 = 0) throws -> DeviceTable {
         let columns = "dev, device_id, sku, firmware, accelerator, model_name, model_version, state, last_seen_ms, last_received_ms, attrs_seq, coalesce(state_changed_ms, 0)"
-        func row(_ d: Statement) -> DeviceSummary {
-            DeviceSummary(
-                deviceID: d.text(1), sku: d.text(2), firmware: d.text(3), accelerator: d.text(4), modelName: d.text(5),
-                modelVersion: d.text(6), state: d.text(7), lastSeenMs: d.int(8), lastReceivedMs: d.int(9), lastSeq: d.int(10))
+        /// The row's registry fields; strings equal to `old`'s are reused, not allocated again.
+        func registry(_ d: Statement, reusing old: DeviceSummary.Registry? = nil) -> DeviceSummary.Registry {
+            DeviceSummary.Registry(
+                deviceID: d.text(1, reusing: old?.deviceID ?? ""), sku: d.text(2, reusing: old?.sku ?? ""),
+                firmware: d.text(3, reusing: old?.firmware ?? ""), accelerator: d.text(4, reusing: old?.accelerator ?? ""),
+                modelName: d.text(5, reusing: old?.modelName ?? ""), modelVersion: d.text(6, reusing: old?.modelVersion ?? ""),
+                state: d.text(7, reusing: old?.state ?? ""), lastSeenMs: d.int(8), lastReceivedMs: d.int(9), lastSeq: d.int(10))
         }
         if let c = cache, var t = c.registry, let built = c.registryBuiltAtMs, nowMs >= built, nowMs - built <= DeviceWindowCache.maxAgeMs {
             c.registry = nil  // so the rows below are updated in place, not copied
@@ -304,11 +307,7 @@ extension StoreReader {
                 let dev = d.int(0)
                 if let i = c.registryIndex.get(dev) {
                     let old = t.devices[i].registry
-                    let new = DeviceSummary.Registry(
-                        deviceID: d.text(1, reusing: old.deviceID), sku: d.text(2, reusing: old.sku),
-                        firmware: d.text(3, reusing: old.firmware), accelerator: d.text(4, reusing: old.accelerator),
-                        modelName: d.text(5, reusing: old.modelName), modelVersion: d.text(6, reusing: old.modelVersion),
-                        state: d.text(7, reusing: old.state), lastSeenMs: d.int(8), lastReceivedMs: d.int(9), lastSeq: d.int(10))
+                    let new = registry(d, reusing: old)
                     guard new != old else { continue }
                     c.changedDevs.append(dev)
                     t.devices[i] = DeviceSummary(registry: new)
@@ -316,7 +315,7 @@ extension StoreReader {
                     c.changedDevs.append(dev)
                     c.registryIndex.set(dev, t.devs.count)
                     t.devs.append(dev)
-                    t.devices.append(row(d))
+                    t.devices.append(DeviceSummary(registry: registry(d)))
                 } else {
                     complete = false  // a new device below the highest known one: start over
                     break
@@ -337,7 +336,7 @@ extension StoreReader {
         while try d.step() {
             index.set(d.int(0), t.devs.count)
             t.devs.append(d.int(0))
-            t.devices.append(row(d))
+            t.devices.append(DeviceSummary(registry: registry(d)))
             marks.received = max(marks.received, d.int(9))
             marks.state = max(marks.state, d.int(11))
         }
@@ -492,7 +491,7 @@ extension StoreReader {
         let firstWhole = (eventsFromMs + Time.minuteMs - 1) / Time.minuteMs
         let newest = (toMs - 1) / Time.minuteMs - 1
         if let c = cache, eventsFromMs >= 0, toMs > eventsFromMs, newest > firstWhole {
-            c.expire(keepingFrom: .min, to: .max, nowMs: nowMs)  // the rebuild clock (no-op when fresh)
+            c.dropAllIfOld(nowMs: nowMs)
             c.errorMinutes = c.errorMinutes.filter { $0.key >= firstWhole && $0.key < newest }
             try countErrors(eventsFromMs, firstWhole * Time.minuteMs)
             for m in firstWhole..<newest {
@@ -1051,16 +1050,18 @@ public final class DeviceWindowCache {
 
     /// Drops buckets outside `[from, to]`, or everything once the cache is older than `maxAgeMs`.
     func expire(keepingFrom from: Int64, to: Int64, nowMs: Int64) {
-        if let built = builtAtMs, nowMs >= built, nowMs - built <= Self.maxAgeMs {
-            // Still fresh.
-        } else {
-            buckets.removeAll(keepingCapacity: true)
-            merged = nil
-            activity = nil
-            errorMinutes.removeAll()
-            builtAtMs = nowMs
-        }
+        dropAllIfOld(nowMs: nowMs)
         for b in buckets.keys where b < from || b > to { buckets[b] = nil }
+    }
+
+    /// Drops every cached minute once the cache is older than `maxAgeMs` (the rebuild).
+    func dropAllIfOld(nowMs: Int64) {
+        if let built = builtAtMs, nowMs >= built, nowMs - built <= Self.maxAgeMs { return }
+        buckets.removeAll(keepingCapacity: true)
+        merged = nil
+        activity = nil
+        errorMinutes.removeAll()
+        builtAtMs = nowMs
     }
 
     /// Several buckets as one: per device (in `dev` order) the sums of its rows and its sketch

@@ -104,6 +104,15 @@ public final class StoreWriter {
 
     private var pendingStates: [String: (online: Bool, tsMs: Int64)] = [:]
 
+    /// Stored seq ranges with the highest one ending at the highest seq stored (`attrs_seq`):
+    /// that range's row may lag, since flush leaves it alone while the range only grows.
+    static func endingAt(_ highest: Int64, _ ranges: [ClosedRange<Int64>]) -> [ClosedRange<Int64>] {
+        guard let top = ranges.last, highest > top.upperBound else { return ranges }
+        var out = ranges
+        out[out.count - 1] = top.lowerBound...highest
+        return out
+    }
+
     private func deviceExists(_ id: String) throws -> Bool {
         let q = try connection.statement("SELECT 1 FROM devices WHERE device_id = ?")
         q.bind(1, id)
@@ -143,9 +152,7 @@ public final class StoreWriter {
                 first = q.int(2)
                 highest = q.int(3)
             }
-            // The highest range ends at the highest seq stored (see flush).
-            if let top = rs.last, highest > top.upperBound { rs[rs.count - 1] = top.lowerBound...highest }
-            ranges = SeqRanges(rs, trackingFrom: first)
+            ranges = SeqRanges(Self.endingAt(highest, rs), trackingFrom: first)
         }
         return ranges.gaps.compactMap { g in
             let lo = max(g.lowerBound, range.lowerBound)
@@ -521,9 +528,7 @@ public final class StoreWriter {
             var ranges: [ClosedRange<Int64>] = []
             while try r.step() { ranges.append(r.int(0)...r.int(1)) }
             state.persistedRanges = ranges
-            // The highest range's row may end below the highest seq stored (see flush).
-            if let top = ranges.last, state.attrsSeq > top.upperBound { ranges[ranges.count - 1] = top.lowerBound...state.attrsSeq }
-            state.ranges = SeqRanges(ranges, trackingFrom: firstSeq)
+            state.ranges = SeqRanges(Self.endingAt(state.attrsSeq, ranges), trackingFrom: firstSeq)
             let p = try connection.statement("SELECT cohort, first_ms, last_ms FROM presence WHERE dev = ? ORDER BY last_ms")
             p.bind(1, state.dev)
             while try p.step() { state.presence.load(cohort: p.int(0), firstMs: p.int(1), lastMs: p.int(2)) }

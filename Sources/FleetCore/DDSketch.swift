@@ -106,6 +106,26 @@ public struct DDSketch: Sendable, Equatable {
         max = Swift.max(max, other.max)
         sum += other.sum
         count = Self.saturatingAdd(count, other.count)
+        // The usual case when summing one stream (a rollup, a device's window): every key of
+        // `other` is already here, so counts are added in place, with no new arrays.
+        if other.keys.count <= keys.count {
+            var i = 0
+            var subset = true
+            for k in other.keys {
+                while i < keys.count && keys[i] < k { i += 1 }
+                if i == keys.count || keys[i] != k { subset = false; break }
+                i += 1
+            }
+            if subset {
+                i = 0
+                for (j, k) in other.keys.enumerated() {
+                    while keys[i] < k { i += 1 }
+                    counts[i] = Self.saturatingAdd(counts[i], other.counts[j])
+                    i += 1
+                }
+                return
+            }
+        }
         var mk: [Int] = []
         var mc: [Int64] = []
         mk.reserveCapacity(keys.count + other.keys.count)

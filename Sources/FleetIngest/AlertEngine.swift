@@ -20,6 +20,8 @@ public final class AlertEngine {
     let reader: StoreReader
     /// The writer's connection; nil when replaying (read-only).
     let db: SQLiteConnection?
+    /// The live writer: per-device state it holds back is written before rules read the store.
+    let writer: StoreWriter?
     var instances: [String: AlertInstance] = [:]
     var instanceRule: [String: String] = [:]
     var nextEvalMs: [String: Int64] = [:]
@@ -44,6 +46,7 @@ public final class AlertEngine {
         self.rules = rules
         reader = try StoreReader(path: dbPath)
         db = writer.connection
+        self.writer = writer
         try load()
     }
 
@@ -53,6 +56,7 @@ public final class AlertEngine {
         self.rules = rules
         self.reader = reader
         db = nil
+        writer = nil
         recordTransitions = true
     }
 
@@ -117,6 +121,8 @@ public final class AlertEngine {
             due += group.rules
         }
         guard !due.isEmpty else { return 0 }
+        // Offline and presence-based signals read the registry and stretches: up to date first.
+        try writer?.flushDeviceState()
         var cycle = Cycle(nowMs: nowMs)
         let verdicts = try reader.snapshot { try due.map { try self.verdicts($0, &cycle) } }
         lastCycle = CycleStats(rules: due.count, queries: cycle.queries, shared: cycle.shared)

@@ -220,7 +220,9 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
                     if more.isEmpty { break }
                     items += more
                 }
-                try commit(items)
+                // A batch cut by size means more input is waiting: the writer may hold per-device
+                // state back until ingest catches up (StoreWriter.write(_:behind:)).
+                try commit(items, behind: items.count >= config.batchSize)
             } else if queue.isClosed {
                 break
             }
@@ -230,27 +232,28 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
                 try housekeeping()
             }
         }
+        try writer.flushDeviceState()
         client.stop()
         logger.info("stopped; queue drained and committed", metadata: ["stored_total": "\(metrics.snapshot.stored)"])
     }
 
-    func commit(_ items: [QueueItem]) throws {
+    func commit(_ items: [QueueItem], behind: Bool = false) throws {
         var ingest: [IngestItem] = []
         ingest.reserveCapacity(items.count)
         for item in items {
             switch item {
             case .ingest(let i): ingest.append(i)
             case .status(let id, let online, let ts):
-                if !ingest.isEmpty { try write(ingest); ingest.removeAll(keepingCapacity: true) }
+                if !ingest.isEmpty { try write(ingest, behind: behind); ingest.removeAll(keepingCapacity: true) }
                 try writer.setState(deviceID: id, online: online, tsMs: ts)
             }
         }
-        if !ingest.isEmpty { try write(ingest) }
+        if !ingest.isEmpty { try write(ingest, behind: behind) }
     }
 
-    private func write(_ items: [IngestItem]) throws {
+    private func write(_ items: [IngestItem], behind: Bool) throws {
         let t = monotonicNs()
-        let o = try writer.write(items)
+        let o = try writer.write(items, behind: behind)
         metrics.batch(received: o.received, stored: o.stored, duplicates: o.duplicates, quarantined: o.quarantined, commitSeconds: Double(monotonicNs() - t) / 1e9)
         let now = wallClockMs()
         if config.shareGroup == nil {

@@ -81,9 +81,44 @@ enum Codecs {
     }
 
     static func encodeClasses(_ classes: [ClassCount]) -> [UInt8] {
-        var map: [String: Int64] = [:]
-        for c in classes { map[c.name, default: 0] += c.count }
-        return encodeClasses(map)
+        guard classes.count <= 16 else {
+            var map: [String: Int64] = [:]
+            for c in classes {
+                let (sum, overflow) = map[c.name, default: 0].addingReportingOverflow(c.count)
+                map[c.name] = overflow ? .max : sum
+            }
+            return encodeClasses(map)
+        }
+        // A record's few classes: sorted in place and repeated names summed, with no dictionary
+        // (this runs for every inference record stored).
+        var sorted = classes
+        for i in 1..<max(sorted.count, 1) {
+            var j = i
+            while j > 0 && sorted[j].name.utf8.lexicographicallyPrecedes(sorted[j - 1].name.utf8) {
+                sorted.swapAt(j, j - 1)
+                j -= 1
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(1 + sorted.count * 12)
+        var distinct = sorted.isEmpty ? 0 : 1
+        for i in 1..<max(sorted.count, 1) where sorted[i].name != sorted[i - 1].name { distinct += 1 }
+        putVarint(UInt64(distinct), &out)
+        var i = 0
+        while i < sorted.count {
+            var total = sorted[i].count
+            var k = i + 1
+            while k < sorted.count && sorted[k].name == sorted[i].name {
+                let (sum, overflow) = total.addingReportingOverflow(sorted[k].count)
+                total = overflow ? .max : sum
+                k += 1
+            }
+            putVarint(UInt64(sorted[i].name.utf8.count), &out)
+            out.append(contentsOf: sorted[i].name.utf8)
+            putVarint(UInt64(bitPattern: total), &out)
+            i = k
+        }
+        return out
     }
 
     static func decodeClasses(_ p: UnsafeRawBufferPointer, into map: inout [String: Int64]) {

@@ -48,6 +48,12 @@ struct PresenceTracker {
         }
     }
 
+    /// A stretch began (or one from late data) that is not stored yet, or a stored one moved
+    /// its start: who is in a cohort changed, not only until when.
+    var hasNewStretch: Bool {
+        !standalone.isEmpty || latest.values.contains { $0.dirty && $0.storedFirstMs != $0.firstMs }
+    }
+
     /// The stretches to write, clearing the dirty marks.
     mutating func takeChanges() -> [Change] {
         var out = standalone

@@ -295,6 +295,16 @@ extension StoreReader {
                 modelName: d.text(5, reusing: old?.modelName ?? ""), modelVersion: d.text(6, reusing: old?.modelVersion ?? ""),
                 state: d.text(7, reusing: old?.state ?? ""), lastSeenMs: d.int(8), lastReceivedMs: d.int(9), lastSeq: d.int(10))
         }
+        if let c = cache {
+            // The writer wrote per-device state it had held back (ingest was behind): rows and
+            // minutes older than the marks changed, so everything is read again.
+            let flushes = try connection.scalar("SELECT value FROM meta WHERE key = 'device_state_flushes'") ?? 0
+            if flushes != c.deviceStateFlushes {
+                c.deviceStateFlushes = flushes
+                c.registryBuiltAtMs = nil
+                c.dropAll(nowMs: nowMs)
+            }
+        }
         if let c = cache, var t = c.registry, let built = c.registryBuiltAtMs, nowMs >= built, nowMs - built <= DeviceWindowCache.maxAgeMs {
             c.registry = nil  // so the rows below are updated in place, not copied
             // `>=`: a row written later with the newest time already seen must not be missed, so
@@ -1044,6 +1054,8 @@ public final class DeviceWindowCache {
     var registryIndex = DevIndex()
     var registryMarks = (received: Int64.min, state: Int64.min)
     var registryBuiltAtMs: Int64?
+    /// The writer's count of held-back device state flushes when the cache was filled.
+    var deviceStateFlushes: Int64 = 0
     private var builtAtMs: Int64?
 
     public init() {}
@@ -1057,6 +1069,10 @@ public final class DeviceWindowCache {
     /// Drops every cached minute once the cache is older than `maxAgeMs` (the rebuild).
     func dropAllIfOld(nowMs: Int64) {
         if let built = builtAtMs, nowMs >= built, nowMs - built <= Self.maxAgeMs { return }
+        dropAll(nowMs: nowMs)
+    }
+
+    func dropAll(nowMs: Int64) {
         buckets.removeAll(keepingCapacity: true)
         merged = nil
         activity = nil

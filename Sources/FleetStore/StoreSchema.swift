@@ -163,6 +163,13 @@ enum StoreSchema {
         """
         CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
         """,
+        // 4 -> 5: the device journal. While ingest is behind, the writer holds per-device state
+        // (registry times, seq ranges, presence, per-device windows) back and journals what it
+        // needs to redo it after a crash (DeviceJournal); an older fleetwatch would ignore the
+        // journal, so it refuses a version-5 database.
+        """
+        CREATE TABLE journal(batch INTEGER PRIMARY KEY, entries BLOB NOT NULL);
+        """,
     ]
 
     static var currentVersion: Int { migrations.count }

@@ -23,6 +23,10 @@ public struct StoreOptions: Sendable {
     public var walAutocheckpointPages = 10_000
     /// Page cache per connection, in KiB.
     public var cacheKiB = 65_536
+    /// While ingest is behind, per-device state is held back for at most this many messages
+    /// and this much receiver time (`StoreWriter.write(_:behind:)`).
+    public var deferMaxMessages = 100_000
+    public var deferMaxMs: Int64 = 60_000
 
     public init() {}
 }

@@ -17,6 +17,18 @@ public final class StoreWriter {
     // Caches of database state, dropped whenever a transaction fails.
     private var devices: [String: DeviceState] = [:]
     private var cohorts: [CohortKey: Int64] = [:]
+    /// Per-device state not yet written: this batch's, or several batches' while ingest is
+    /// behind (then journaled). Dropped with the caches when a transaction fails, and rebuilt
+    /// from the journal before the next batch.
+    private var deferred = DeferredDeviceState()
+    private var needsRecovery = true
+    /// The per-record statements, held so the hot path skips the cache's lookup by SQL text.
+    private var insertInference: Statement?
+    private var insertResources: Statement?
+    /// The silence after which `markStale` marks a device (its last argument; 5 minutes before).
+    private var staleAfterMs: Int64 = 5 * 60_000
+    /// False only for a database opened at an older schema (tests): nothing is held back then.
+    private let hasJournal: Bool
 
     public convenience init(path: String, options: StoreOptions = StoreOptions()) throws {
         try self.init(path: path, options: options, migrations: StoreSchema.migrations)
@@ -37,6 +49,8 @@ public final class StoreWriter {
             """)
         try connection.registerMergeFunctions()
         try Self.migrate(connection, migrations: migrations)
+        hasJournal = migrations.count >= 5
+        try recoverJournal()
     }
 
     /// Brings the schema to the current version; refuses a database from a newer fleetwatch.
@@ -57,8 +71,25 @@ public final class StoreWriter {
     // MARK: - Batches
 
     /// Writes a batch in one transaction.
-    public func write(_ items: [IngestItem]) throws -> BatchOutcome {
+    ///
+    /// `behind`: more input is waiting (the batch was cut by size). The writer may then hold the
+    /// per-device part of the batch back — registry times, seq ranges, presence stretches, the
+    /// per-device minute and hour windows — and write it for many batches at once, journaling
+    /// what it needs to redo it after a crash. Raw records, cohort rollups, quarantine,
+    /// counters, new devices, attribute changes and new presence stretches are written with the
+    /// batch either way. Held-back state is written by the first batch that is not behind, by
+    /// `flushDeviceState()`, or once `options.deferMaxMessages` / `deferMaxMs` are reached.
+    public func write(_ items: [IngestItem], behind: Bool = false) throws -> BatchOutcome {
+        if needsRecovery { try recoverJournal() }
         var batch = BatchState()
+        var received = (min: Int64.max, max: Int64.min)
+        for case .telemetry(_, let r) in items {
+            received = (min(received.min, r), max(received.max, r))
+        }
+        let holdBack = behind && hasJournal
+            && deferred.journaled + items.count <= options.deferMaxMessages
+            && deferred.sinceReceivedMs.map { received.max - $0 < options.deferMaxMs } ?? true
+        if holdBack { batch.journal = DeviceJournal() }
         do {
             try connection.transaction {
                 for item in items {
@@ -69,13 +100,46 @@ public final class StoreWriter {
                     }
                 }
                 try flush(&batch)
+                if let journal = batch.journal {
+                    try writePromptDevices(batch.touched)
+                    if !journal.isEmpty {
+                        let j = try connection.statement("INSERT INTO journal(entries) VALUES(?)")
+                        j.bind(1, blob: journal.bytes)
+                        try j.run()
+                        deferred.journaled += journal.count
+                        if deferred.sinceReceivedMs == nil, received.min != .max { deferred.sinceReceivedMs = received.min }
+                    }
+                } else {
+                    try writeDeferred()
+                }
             }
         } catch {
-            devices.removeAll()
-            cohorts.removeAll()
+            dropCaches()
             throw error
         }
         return batch.outcome
+    }
+
+    /// Writes all held-back per-device state now (shutdown, before rules read the store).
+    public func flushDeviceState() throws {
+        if needsRecovery { try recoverJournal() }
+        guard !deferred.isEmpty else { return }
+        do {
+            try connection.transaction { try writeDeferred() }
+        } catch {
+            dropCaches()
+            throw error
+        }
+    }
+
+    /// Messages whose per-device state is held back (journaled, not yet written).
+    public var deferredMessages: Int { deferred.journaled }
+
+    private func dropCaches() {
+        devices.removeAll()
+        cohorts.removeAll()
+        deferred = DeferredDeviceState()
+        needsRecovery = true
     }
 
     /// Adds to a counter outside a batch (e.g. replay requests sent).
@@ -126,14 +190,30 @@ public final class StoreWriter {
     /// clock). A message from a stale device makes it `online` again.
     @discardableResult
     public func markStale(nowMs: Int64, staleAfterMs: Int64) throws -> Int {
-        let s = try connection.statement("""
-            UPDATE devices SET state = 'stale', state_changed_ms = ?1
-            WHERE state IN ('online', 'unknown') AND last_received_ms < ?2
-            """)
-        s.bind(1, nowMs)
-        s.bind(2, nowMs - staleAfterMs)
-        try s.run()
-        return connection.changes
+        if needsRecovery { try recoverJournal() }
+        self.staleAfterMs = staleAfterMs
+        let cutoff = nowMs - staleAfterMs
+        var marked = 0
+        do {
+            try connection.transaction {
+                // A device heard from since its row was last written (state held back) is not silent.
+                for d in deferred.devices.values where d.persistedLastReceivedMs < cutoff && d.lastReceivedMs >= cutoff {
+                    try writeDevice(d)
+                }
+                let s = try connection.statement("""
+                    UPDATE devices SET state = 'stale', state_changed_ms = ?1
+                    WHERE state IN ('online', 'unknown') AND last_received_ms < ?2
+                    """)
+                s.bind(1, nowMs)
+                s.bind(2, cutoff)
+                try s.run()
+                marked = connection.changes
+            }
+        } catch {
+            dropCaches()
+            throw error
+        }
+        return marked
     }
 
     /// The parts of `range` still missing from a device (for replay requests).
@@ -213,7 +293,11 @@ public final class StoreWriter {
         if device.ranges.ranges.count > options.maxRangesPerDevice {
             batch.givenUpGaps += device.ranges.giveUpOldest(keeping: options.maxRangesPerDevice)
         }
-        batch.dirtyDevices[device.dev] = device
+        deferred.devices[device.dev] = device
+        if batch.journal != nil, !device.touchedInBatch {
+            device.touchedInBatch = true
+            batch.touched.append(device)
+        }
         batch.outcome.stored += 1
         batch.outcome.maxSentAtMs = max(batch.outcome.maxSentAtMs, m.sentAtMs)
         let cohort = try cohortID(CohortKey(m))
@@ -241,15 +325,25 @@ public final class StoreWriter {
             try insert(record, idx: idx, m: m, dev: device.dev, cohort: cohort, &batch)
         }
         batch.outcome.records += m.records.count
+        if batch.journal != nil {
+            var records: [DeviceJournal.Record] = []
+            for (idx, record) in m.records.enumerated() {
+                switch record {
+                case .inference(let r): records.append(.init(kind: .inference, idx: Int64(idx), tsMs: r.tsMs))
+                case .resources(let r): records.append(.init(kind: .resources, idx: Int64(idx), tsMs: r.tsMs))
+                case .session, .error, .deploy: break
+                }
+            }
+            batch.journal!.append(.init(dev: device.dev, seq: m.seq, sentAtMs: m.sentAtMs, receivedMs: receivedMs, cohort: cohort, records: records))
+        }
     }
 
     private func insert(_ record: TelemetryRecord, idx: Int, m: TelemetryMessage, dev: Int64, cohort: Int64, _ batch: inout BatchState) throws {
         let ts = record.tsMs
         let minute = ts / Time.minuteMs
-        let hour = ts / Time.hourMs
         switch record {
         case .inference(let r):
-            let s = try connection.statement("""
+            let s = try held(&insertInference, """
                 INSERT OR IGNORE INTO inference(ts_ms, dev, seq, idx, cohort, window_ms, count, errors, latency, hist, classes, input_stats)
                 VALUES(?,?,?,?,?,?,?,?,?,?,?,?)
                 """)
@@ -260,23 +354,17 @@ public final class StoreWriter {
             s.bind(11, blob: Codecs.encodeClasses(r.classCounts))
             if !r.inputStats.isEmpty { s.bind(12, blob: Self.encodeInputStats(r.inputStats)) }
             try s.run()
-            for key in [RollupKey(table: .minute, bucket: minute, cohort: cohort), RollupKey(table: .hour, bucket: hour, cohort: cohort)] {
-                batch.rollups[key, default: RollupDelta()].add(r)
-            }
-            batch.deviceHours[DeviceHourKey(bucket: hour, dev: dev), default: DeviceHourDelta()].add(r)
-            batch.deviceMinutes[DeviceHourKey(bucket: minute, dev: dev), default: DeviceHourDelta()].add(r)
+            batch.rollups[RollupKey(bucket: minute, cohort: cohort), default: RollupDelta()].add(r)
+            deferred.minutes[DeviceHourKey(bucket: minute, dev: dev), default: DeviceHourDelta()].add(r)
         case .resources(let r):
-            let s = try connection.statement("""
+            let s = try held(&insertResources, """
                 INSERT OR IGNORE INTO resources(ts_ms, dev, seq, idx, cpu_pct, mem_mb, temp_c, throttle_events) VALUES(?,?,?,?,?,?,?,?)
                 """)
             s.bind(1, ts); s.bind(2, dev); s.bind(3, m.seq); s.bind(4, idx)
             s.bind(5, r.cpuPct); s.bind(6, r.memMB); s.bind(7, r.tempC); s.bind(8, r.throttleEvents)
             try s.run()
-            for key in [RollupKey(table: .minute, bucket: minute, cohort: cohort), RollupKey(table: .hour, bucket: hour, cohort: cohort)] {
-                batch.rollups[key, default: RollupDelta()].add(r)
-            }
-            batch.deviceHours[DeviceHourKey(bucket: hour, dev: dev), default: DeviceHourDelta()].add(r)
-            batch.deviceMinutes[DeviceHourKey(bucket: minute, dev: dev), default: DeviceHourDelta()].add(r)
+            batch.rollups[RollupKey(bucket: minute, cohort: cohort), default: RollupDelta()].add(r)
+            deferred.minutes[DeviceHourKey(bucket: minute, dev: dev), default: DeviceHourDelta()].add(r)
         case .session(let r):
             let s = try connection.statement("""
                 INSERT OR IGNORE INTO sessions(dev, ts_ms, seq, idx, cohort, session_id, status, duration_ms, errors) VALUES(?,?,?,?,?,?,?,?,?)
@@ -284,9 +372,7 @@ public final class StoreWriter {
             s.bind(1, dev); s.bind(2, ts); s.bind(3, m.seq); s.bind(4, idx); s.bind(5, cohort)
             s.bind(6, r.sessionID); s.bind(7, r.status.rawValue); s.bind(8, r.durationMs); s.bind(9, r.errors)
             try s.run()
-            for key in [RollupKey(table: .minute, bucket: minute, cohort: cohort), RollupKey(table: .hour, bucket: hour, cohort: cohort)] {
-                batch.rollups[key, default: RollupDelta()].add(r)
-            }
+            batch.rollups[RollupKey(bucket: minute, cohort: cohort), default: RollupDelta()].add(r)
         case .error(let r):
             let s = try connection.statement("INSERT OR IGNORE INTO errors(dev, ts_ms, seq, idx, code, message) VALUES(?,?,?,?,?,?)")
             s.bind(1, dev); s.bind(2, ts); s.bind(3, m.seq); s.bind(4, idx); s.bind(5, r.code); s.bind(6, r.message)
@@ -302,10 +388,19 @@ public final class StoreWriter {
             s.bind(1, dev); s.bind(2, ts); s.bind(3, m.seq); s.bind(4, idx); s.bind(5, target)
             s.bind(6, r.fromVersion); s.bind(7, r.toVersion); s.bind(8, r.result.rawValue)
             try s.run()
-            for key in [RollupKey(table: .minute, bucket: minute, cohort: target), RollupKey(table: .hour, bucket: hour, cohort: target)] {
-                batch.rollups[key, default: RollupDelta()].add(r)
-            }
+            batch.rollups[RollupKey(bucket: minute, cohort: target), default: RollupDelta()].add(r)
         }
+    }
+
+    /// `slot`'s statement, reset for new bindings, prepared on first use.
+    private func held(_ slot: inout Statement?, _ sql: String) throws -> Statement {
+        if let s = slot {
+            s.reset()
+            return s
+        }
+        let s = try connection.statement(sql)
+        slot = s
+        return s
     }
 
     private func quarantine(_ q: QuarantineEntry, _ batch: inout BatchState) throws {
@@ -328,85 +423,14 @@ public final class StoreWriter {
     // MARK: Flushing a batch's aggregates
 
     private func flush(_ batch: inout BatchState) throws {
-        for device in batch.dirtyDevices.values {
-            if !device.attrsDirty {
-                // The usual case: times and seq only (no attribute strings to bind).
-                let u = try connection.statement("""
-                    UPDATE devices SET first_seen_ms = ?2, last_seen_ms = ?3, last_received_ms = ?4, attrs_seq = ?5,
-                        state = CASE WHEN state IN ('unknown', 'stale') THEN 'online' ELSE state END
-                    WHERE dev = ?1
-                    """)
-                u.bind(1, device.dev); u.bind(2, device.firstSeenMs); u.bind(3, device.lastSeenMs); u.bind(4, device.lastReceivedMs)
-                u.bind(5, device.attrsSeq)
-                try u.run()
-            } else {
-                device.attrsDirty = false
-                let u = try connection.statement("""
-                    UPDATE devices SET first_seen_ms = ?2, last_seen_ms = ?3, last_received_ms = ?4, attrs_seq = ?5,
-                        sku = ?6, firmware = ?7, agent = ?8, accelerator = ?9, model_name = ?10, model_version = ?11,
-                        model_sha256 = ?12, cohort = ?13,
-                        state = CASE WHEN state IN ('unknown', 'stale') THEN 'online' ELSE state END
-                    WHERE dev = ?1
-                    """)
-                u.bind(1, device.dev); u.bind(2, device.firstSeenMs); u.bind(3, device.lastSeenMs); u.bind(4, device.lastReceivedMs)
-                u.bind(5, device.attrsSeq)
-                let a = device.attrs
-                u.bind(6, a.sku); u.bind(7, a.firmware); u.bind(8, a.agent); u.bind(9, a.accelerator)
-                u.bind(10, a.modelName); u.bind(11, a.modelVersion); u.bind(12, a.modelSHA256); u.bind(13, device.cohort)
-                try u.run()
-            }
-            if device.ranges.dirty {
-                // Write only the ranges that changed: usually one row, the highest range grown.
-                let now = device.ranges.ranges
-                let persisted = device.persistedRanges
-                var written = now
-                if now.count == persisted.count && zip(now, persisted).allSatisfy({ $0.lowerBound == $1.lowerBound }) {
-                    // The usual case: ranges only grew upwards; update those rows in place. The
-                    // highest range's end is the highest seq stored, which the registry row
-                    // already carries (attrs_seq): its row is left as it is (readers and the
-                    // loader take the larger of the two), saving a statement per message.
-                    for (k, (r, old)) in zip(now, persisted).enumerated() where r.upperBound != old.upperBound {
-                        if k == now.count - 1 {
-                            written[k] = old
-                            continue
-                        }
-                        let u = try connection.statement("UPDATE seq_ranges SET to_seq = ?3 WHERE dev = ?1 AND from_seq = ?2")
-                        u.bind(1, device.dev); u.bind(2, r.lowerBound); u.bind(3, r.upperBound)
-                        try u.run()
-                    }
-                } else {
-                    let before = Dictionary(persisted.map { ($0.lowerBound, $0.upperBound) }, uniquingKeysWith: { a, _ in a })
-                    let nowStarts = Set(now.map(\.lowerBound))
-                    for r in persisted where !nowStarts.contains(r.lowerBound) {
-                        let d = try connection.statement("DELETE FROM seq_ranges WHERE dev = ? AND from_seq = ?")
-                        d.bind(1, device.dev); d.bind(2, r.lowerBound)
-                        try d.run()
-                    }
-                    for r in now where before[r.lowerBound] != r.upperBound {
-                        let i = try connection.statement("INSERT OR REPLACE INTO seq_ranges(dev, from_seq, to_seq) VALUES(?,?,?)")
-                        i.bind(1, device.dev); i.bind(2, r.lowerBound); i.bind(3, r.upperBound)
-                        try i.run()
-                    }
-                }
-                device.persistedRanges = written
-                device.ranges.dirty = false
-            }
-            for change in device.presence.takeChanges() {
-                if let old = change.replacesFirstMs {
-                    let d = try connection.statement("DELETE FROM presence WHERE dev = ? AND cohort = ? AND first_ms = ?")
-                    d.bind(1, device.dev); d.bind(2, change.cohort); d.bind(3, old)
-                    try d.run()
-                }
-                let p = try connection.statement("""
-                    INSERT INTO presence(dev, cohort, first_ms, last_ms) VALUES(?,?,?,?)
-                    ON CONFLICT(dev, cohort, first_ms) DO UPDATE SET last_ms = max(last_ms, excluded.last_ms)
-                    """)
-                p.bind(1, device.dev); p.bind(2, change.cohort); p.bind(3, change.firstMs); p.bind(4, change.lastMs)
-                try p.run()
-            }
-        }
+        // Records are summed per minute and cohort; each hour's delta is its minutes' sum.
+        var hours: [RollupKey: RollupDelta] = [:]
         for (key, delta) in batch.rollups {
-            let s = try connection.statement(key.table == .minute ? Self.rollupMinuteUpsert : Self.rollupHourUpsert)
+            hours[RollupKey(bucket: key.bucket * Time.minuteMs / Time.hourMs, cohort: key.cohort), default: RollupDelta()].merge(delta)
+        }
+        for (sql, deltas) in [(Self.rollupMinuteUpsert, batch.rollups), (Self.rollupHourUpsert, hours)] {
+          for (key, delta) in deltas {
+            let s = try connection.statement(sql)
             s.bind(1, key.bucket); s.bind(2, key.cohort)
             s.bind(3, delta.inferences); s.bind(4, delta.errors)
             if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
@@ -416,16 +440,7 @@ public final class StoreWriter {
             s.bind(12, delta.throttleEvents); s.bind(13, delta.resourceSamples)
             s.bind(14, delta.deploys[0]); s.bind(15, delta.deploys[1]); s.bind(16, delta.deploys[2])
             try s.run()
-        }
-        for (sql, deltas) in [(Self.deviceHourUpsert, batch.deviceHours), (Self.deviceMinuteUpsert, batch.deviceMinutes)] {
-            for (key, delta) in deltas {
-                let s = try connection.statement(sql)
-                s.bind(1, key.bucket); s.bind(2, key.dev); s.bind(3, delta.inferences); s.bind(4, delta.errors)
-                if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
-                s.bind(6, delta.tempSum); s.bind(7, delta.tempMax); s.bind(8, delta.cpuSum); s.bind(9, delta.memMax)
-                s.bind(10, delta.resourceSamples); s.bind(11, delta.throttleEvents)
-                try s.run()
-            }
+          }
         }
         let o = batch.outcome
         try bumpCounter("received", Int64(o.received))
@@ -433,6 +448,129 @@ public final class StoreWriter {
         try bumpCounter("duplicates", Int64(o.duplicates))
         for (family, n) in o.quarantined { try bumpCounter("quarantined:" + family, Int64(n)) }
         if batch.givenUpGaps > 0 { try bumpCounter("gaps_given_up", batch.givenUpGaps) }
+    }
+
+    /// Writes every device's held-back state, in key order (registry rows by `dev`, windows by
+    /// `(bucket, dev)`, so each b-tree is walked once), and empties the journal.
+    private func writeDeferred() throws {
+        for dev in deferred.devices.keys.sorted() {
+            let device = deferred.devices[dev]!
+            device.touchedInBatch = false
+            try writeDevice(device)
+        }
+        var hours: [DeviceHourKey: DeviceHourDelta] = [:]
+        for (key, delta) in deferred.minutes {
+            hours[DeviceHourKey(bucket: key.bucket * Time.minuteMs / Time.hourMs, dev: key.dev), default: DeviceHourDelta()].merge(delta)
+        }
+        for (sql, deltas) in [(Self.deviceMinuteUpsert, deferred.minutes), (Self.deviceHourUpsert, hours)] {
+            let s = try connection.statement(sql)
+            for key in deltas.keys.sorted(by: { ($0.bucket, $0.dev) < ($1.bucket, $1.dev) }) {
+                let delta = deltas[key]!
+                s.reset()
+                s.bind(1, key.bucket); s.bind(2, key.dev); s.bind(3, delta.inferences); s.bind(4, delta.errors)
+                if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
+                s.bind(6, delta.tempSum); s.bind(7, delta.tempMax); s.bind(8, delta.cpuSum); s.bind(9, delta.memMax)
+                s.bind(10, delta.resourceSamples); s.bind(11, delta.throttleEvents)
+                try s.run()
+            }
+        }
+        if deferred.journaled > 0 {
+            try connection.execute("DELETE FROM journal")
+            // Readers that cache by receiver time (the TUI) re-read what this flush wrote.
+            try connection.execute("INSERT INTO meta(key, value) VALUES('device_state_flushes', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1")
+        }
+        deferred = DeferredDeviceState()
+    }
+
+    /// While holding back: writes at once the devices readers must not see late — attributes or
+    /// cohort changed (the registry and the version views), a presence stretch started (who is
+    /// in a cohort now), or back after a silence `markStale` may have marked (stale -> online).
+    private func writePromptDevices(_ touched: [DeviceState]) throws {
+        for device in touched {
+            device.touchedInBatch = false
+            let maybeStale = device.lastReceivedMs - device.persistedLastReceivedMs >= staleAfterMs
+            if device.attrsDirty || device.presence.hasNewStretch || maybeStale { try writeDevice(device) }
+        }
+    }
+
+    /// One device's registry row, changed seq ranges and changed presence stretches.
+    private func writeDevice(_ device: DeviceState) throws {
+        if !device.attrsDirty {
+            // The usual case: times and seq only (no attribute strings to bind).
+            let u = try connection.statement("""
+                UPDATE devices SET first_seen_ms = ?2, last_seen_ms = ?3, last_received_ms = ?4, attrs_seq = ?5,
+                    state = CASE WHEN state IN ('unknown', 'stale') THEN 'online' ELSE state END
+                WHERE dev = ?1
+                """)
+            u.bind(1, device.dev); u.bind(2, device.firstSeenMs); u.bind(3, device.lastSeenMs); u.bind(4, device.lastReceivedMs)
+            u.bind(5, device.attrsSeq)
+            try u.run()
+        } else {
+            device.attrsDirty = false
+            let u = try connection.statement("""
+                UPDATE devices SET first_seen_ms = ?2, last_seen_ms = ?3, last_received_ms = ?4, attrs_seq = ?5,
+                    sku = ?6, firmware = ?7, agent = ?8, accelerator = ?9, model_name = ?10, model_version = ?11,
+                    model_sha256 = ?12, cohort = ?13,
+                    state = CASE WHEN state IN ('unknown', 'stale') THEN 'online' ELSE state END
+                WHERE dev = ?1
+                """)
+            u.bind(1, device.dev); u.bind(2, device.firstSeenMs); u.bind(3, device.lastSeenMs); u.bind(4, device.lastReceivedMs)
+            u.bind(5, device.attrsSeq)
+            let a = device.attrs
+            u.bind(6, a.sku); u.bind(7, a.firmware); u.bind(8, a.agent); u.bind(9, a.accelerator)
+            u.bind(10, a.modelName); u.bind(11, a.modelVersion); u.bind(12, a.modelSHA256); u.bind(13, device.cohort)
+            try u.run()
+        }
+        if device.ranges.dirty {
+            // Write only the ranges that changed: usually one row, the highest range grown.
+            let now = device.ranges.ranges
+            let persisted = device.persistedRanges
+            var written = now
+            if now.count == persisted.count && zip(now, persisted).allSatisfy({ $0.lowerBound == $1.lowerBound }) {
+                // The usual case: ranges only grew upwards; update those rows in place. The
+                // highest range's end is the highest seq stored, which the registry row
+                // already carries (attrs_seq): its row is left as it is (readers and the
+                // loader take the larger of the two), saving a statement per message.
+                for (k, (r, old)) in zip(now, persisted).enumerated() where r.upperBound != old.upperBound {
+                    if k == now.count - 1 {
+                        written[k] = old
+                        continue
+                    }
+                    let u = try connection.statement("UPDATE seq_ranges SET to_seq = ?3 WHERE dev = ?1 AND from_seq = ?2")
+                    u.bind(1, device.dev); u.bind(2, r.lowerBound); u.bind(3, r.upperBound)
+                    try u.run()
+                }
+            } else {
+                let before = Dictionary(persisted.map { ($0.lowerBound, $0.upperBound) }, uniquingKeysWith: { a, _ in a })
+                let nowStarts = Set(now.map(\.lowerBound))
+                for r in persisted where !nowStarts.contains(r.lowerBound) {
+                    let d = try connection.statement("DELETE FROM seq_ranges WHERE dev = ? AND from_seq = ?")
+                    d.bind(1, device.dev); d.bind(2, r.lowerBound)
+                    try d.run()
+                }
+                for r in now where before[r.lowerBound] != r.upperBound {
+                    let i = try connection.statement("INSERT OR REPLACE INTO seq_ranges(dev, from_seq, to_seq) VALUES(?,?,?)")
+                    i.bind(1, device.dev); i.bind(2, r.lowerBound); i.bind(3, r.upperBound)
+                    try i.run()
+                }
+            }
+            device.persistedRanges = written
+            device.ranges.dirty = false
+        }
+        for change in device.presence.takeChanges() {
+            if let old = change.replacesFirstMs {
+                let d = try connection.statement("DELETE FROM presence WHERE dev = ? AND cohort = ? AND first_ms = ?")
+                d.bind(1, device.dev); d.bind(2, change.cohort); d.bind(3, old)
+                try d.run()
+            }
+            let p = try connection.statement("""
+                INSERT INTO presence(dev, cohort, first_ms, last_ms) VALUES(?,?,?,?)
+                ON CONFLICT(dev, cohort, first_ms) DO UPDATE SET last_ms = max(last_ms, excluded.last_ms)
+                """)
+            p.bind(1, device.dev); p.bind(2, change.cohort); p.bind(3, change.firstMs); p.bind(4, change.lastMs)
+            try p.run()
+        }
+        device.persistedLastReceivedMs = device.lastReceivedMs
     }
 
     private func bumpCounter(_ name: String, _ delta: Int64) throws {
@@ -508,32 +646,10 @@ public final class StoreWriter {
 
     private func deviceState(for m: TelemetryMessage, receivedMs: Int64) throws -> DeviceState {
         if let d = devices[m.deviceID] { return d }
-        let q = try connection.statement("""
-            SELECT dev, first_seen_ms, last_seen_ms, last_received_ms, attrs_seq, sku, firmware, agent, accelerator,
-                model_name, model_version, model_sha256, cohort, first_seq FROM devices WHERE device_id = ?
-            """)
-        q.bind(1, m.deviceID)
         let state: DeviceState
-        if try q.step() {
-            state = DeviceState(
-                dev: q.int(0), firstSeenMs: q.int(1), lastSeenMs: q.int(2), lastReceivedMs: q.int(3), attrsSeq: q.int(4),
-                attrs: DeviceAttributes(
-                    sku: q.text(5), firmware: q.text(6), agent: q.text(7), accelerator: q.text(8),
-                    modelName: q.text(9), modelVersion: q.text(10), modelSHA256: q.text(11)),
-                cohort: q.int(12))
-            let firstSeq = q.int(13)
-            q.reset()
-            let r = try connection.statement("SELECT from_seq, to_seq FROM seq_ranges WHERE dev = ? ORDER BY from_seq")
-            r.bind(1, state.dev)
-            var ranges: [ClosedRange<Int64>] = []
-            while try r.step() { ranges.append(r.int(0)...r.int(1)) }
-            state.persistedRanges = ranges
-            state.ranges = SeqRanges(Self.endingAt(state.attrsSeq, ranges), trackingFrom: firstSeq)
-            let p = try connection.statement("SELECT cohort, first_ms, last_ms FROM presence WHERE dev = ? ORDER BY last_ms")
-            p.bind(1, state.dev)
-            while try p.step() { state.presence.load(cohort: p.int(0), firstMs: p.int(1), lastMs: p.int(2)) }
+        if let loaded = try loadDevice(m.deviceID) {
+            state = loaded
         } else {
-            q.reset()
             let cohort = try cohortID(CohortKey(m))
             let attrs = DeviceAttributes(m)
             let i = try connection.statement("""
@@ -555,6 +671,122 @@ public final class StoreWriter {
         }
         devices[m.deviceID] = state
         return state
+    }
+
+    /// A registered device's state: registry row, seq ranges, latest presence stretches.
+    private func loadDevice(_ deviceID: String) throws -> DeviceState? {
+        let q = try connection.statement("""
+            SELECT dev, first_seen_ms, last_seen_ms, last_received_ms, attrs_seq, sku, firmware, agent, accelerator,
+                model_name, model_version, model_sha256, cohort, first_seq FROM devices WHERE device_id = ?
+            """)
+        q.bind(1, deviceID)
+        guard try q.step() else {
+            q.reset()
+            return nil
+        }
+        let state = DeviceState(
+            dev: q.int(0), firstSeenMs: q.int(1), lastSeenMs: q.int(2), lastReceivedMs: q.int(3), attrsSeq: q.int(4),
+            attrs: DeviceAttributes(
+                sku: q.text(5), firmware: q.text(6), agent: q.text(7), accelerator: q.text(8),
+                modelName: q.text(9), modelVersion: q.text(10), modelSHA256: q.text(11)),
+            cohort: q.int(12))
+        let firstSeq = q.int(13)
+        q.reset()
+        let r = try connection.statement("SELECT from_seq, to_seq FROM seq_ranges WHERE dev = ? ORDER BY from_seq")
+        r.bind(1, state.dev)
+        var ranges: [ClosedRange<Int64>] = []
+        while try r.step() { ranges.append(r.int(0)...r.int(1)) }
+        state.persistedRanges = ranges
+        state.ranges = SeqRanges(Self.endingAt(state.attrsSeq, ranges), trackingFrom: firstSeq)
+        let p = try connection.statement("SELECT cohort, first_ms, last_ms FROM presence WHERE dev = ? ORDER BY last_ms")
+        p.bind(1, state.dev)
+        while try p.step() { state.presence.load(cohort: p.int(0), firstMs: p.int(1), lastMs: p.int(2)) }
+        return state
+    }
+
+    // MARK: Recovery
+
+    /// Redoes the journaled device state of batches committed before a crash (or a failed
+    /// transaction), then writes it: afterwards the store is as if nothing had been held back.
+    private func recoverJournal() throws {
+        guard hasJournal else {
+            needsRecovery = false
+            return
+        }
+        var entries: [DeviceJournal.Entry] = []
+        let q = try connection.statement("SELECT entries FROM journal ORDER BY batch")
+        while try q.step() {
+            let bytes = q.blob(0)
+            entries += try bytes.withUnsafeBytes { try DeviceJournal.decode($0) }
+        }
+        guard !entries.isEmpty else {
+            needsRecovery = false
+            return
+        }
+        do {
+            try connection.transaction {
+                for e in entries { try redo(e) }
+                deferred.journaled = entries.count
+                try writeDeferred()
+            }
+        } catch {
+            dropCaches()
+            throw error
+        }
+        needsRecovery = false
+    }
+
+    /// One journaled message's share of its device's state. Idempotent for what a prompt write
+    /// (`writePromptDevices`) may already have stored: seqs, times and stretches; the window
+    /// deltas are never written before the journal is emptied, so they are added again here.
+    private func redo(_ e: DeviceJournal.Entry) throws {
+        let idQuery = try connection.statement("SELECT device_id FROM devices WHERE dev = ?")
+        idQuery.bind(1, e.dev)
+        guard try idQuery.step() else { throw StoreError("the device journal names device \(e.dev), which is not registered") }
+        let id = idQuery.text(0)
+        idQuery.reset()
+        let device: DeviceState
+        if let d = devices[id] {
+            device = d
+        } else {
+            guard let d = try loadDevice(id) else { throw StoreError("device \(id) vanished during journal recovery") }
+            devices[id] = d
+            device = d
+        }
+        _ = device.ranges.insert(e.seq)
+        device.firstSeenMs = min(device.firstSeenMs, e.sentAtMs)
+        device.lastSeenMs = max(device.lastSeenMs, e.sentAtMs)
+        device.lastReceivedMs = max(device.lastReceivedMs, e.receivedMs)
+        device.attrsSeq = max(device.attrsSeq, e.seq)
+        // Stretch starts were written with their batch; only ends are held back. A time inside a
+        // stored stretch is already counted (noting it would make it a late stretch of its own
+        // when a later stretch of the cohort is the one loaded).
+        let stored = try connection.statement("SELECT 1 FROM presence WHERE dev = ?1 AND cohort = ?2 AND first_ms <= ?3 AND last_ms >= ?3 LIMIT 1")
+        stored.bind(1, e.dev); stored.bind(2, e.cohort); stored.bind(3, e.sentAtMs)
+        let covered = try stored.step()
+        stored.reset()
+        if !covered { device.presence.note(cohort: e.cohort, at: e.sentAtMs, gapMs: options.presenceGapMs) }
+        deferred.devices[e.dev] = device
+        for r in e.records {
+            let minute = DeviceHourKey(bucket: r.tsMs / Time.minuteMs, dev: e.dev)
+            switch r.kind {
+            case .inference:
+                let s = try connection.statement("SELECT count, errors, latency FROM inference WHERE ts_ms = ?1 AND dev = ?2 AND seq = ?3 AND idx = ?4")
+                s.bind(1, r.tsMs); s.bind(2, e.dev); s.bind(3, e.seq); s.bind(4, r.idx)
+                guard try s.step() else { throw StoreError("journaled inference record \(e.dev)/\(e.seq)/\(r.idx) is missing") }
+                let sketch = Codecs.decodeSketch(s.blob(2))
+                let (count, errors) = (s.int(0), s.int(1))
+                s.reset()
+                deferred.minutes[minute, default: DeviceHourDelta()].addInference(count: count, errors: errors, latency: sketch)
+            case .resources:
+                let s = try connection.statement("SELECT cpu_pct, mem_mb, temp_c, throttle_events FROM resources WHERE ts_ms = ?1 AND dev = ?2 AND seq = ?3 AND idx = ?4")
+                s.bind(1, r.tsMs); s.bind(2, e.dev); s.bind(3, e.seq); s.bind(4, r.idx)
+                guard try s.step() else { throw StoreError("journaled resources record \(e.dev)/\(e.seq)/\(r.idx) is missing") }
+                let (cpu, mem, temp, throttle) = (s.double(0), s.double(1), s.double(2), s.int(3))
+                s.reset()
+                deferred.minutes[minute, default: DeviceHourDelta()].addResources(cpuPct: cpu, memMB: mem, tempC: temp, throttleEvents: throttle)
+            }
+        }
     }
 
     private func cohortID(_ key: CohortKey) throws -> Int64 {
@@ -644,12 +876,17 @@ final class DeviceState {
     var presence = PresenceTracker()
     /// Attributes (or cohort) changed since the registry row was last written.
     var attrsDirty = false
+    /// `last_received_ms` as last written.
+    var persistedLastReceivedMs: Int64
+    /// Listed in the current batch's `touched`.
+    var touchedInBatch = false
 
     init(dev: Int64, firstSeenMs: Int64, lastSeenMs: Int64, lastReceivedMs: Int64, attrsSeq: Int64, attrs: DeviceAttributes, cohort: Int64) {
         self.dev = dev
         self.firstSeenMs = firstSeenMs
         self.lastSeenMs = lastSeenMs
         self.lastReceivedMs = lastReceivedMs
+        persistedLastReceivedMs = lastReceivedMs
         self.attrsSeq = attrsSeq
         self.attrs = attrs
         self.cohort = cohort
@@ -658,17 +895,27 @@ final class DeviceState {
 
 struct BatchState {
     var outcome = BatchOutcome()
-    var dirtyDevices: [Int64: DeviceState] = [:]
     var rollups: [RollupKey: RollupDelta] = [:]
-    var deviceHours: [DeviceHourKey: DeviceHourDelta] = [:]
-    var deviceMinutes: [DeviceHourKey: DeviceHourDelta] = [:]
     var givenUpGaps: Int64 = 0
+    /// While holding device state back: the batch's journal row, and the devices it touched.
+    var journal: DeviceJournal?
+    var touched: [DeviceState] = []
 }
 
-enum RollupTable { case minute, hour }
+/// Per-device state written once for many messages: the devices whose registry row, seq ranges
+/// or presence changed, and the per-device minute and hour windows' deltas.
+struct DeferredDeviceState {
+    var devices: [Int64: DeviceState] = [:]
+    var minutes: [DeviceHourKey: DeviceHourDelta] = [:]
+    /// Messages in the journal, and the receiver time of the oldest.
+    var journaled = 0
+    var sinceReceivedMs: Int64?
 
+    var isEmpty: Bool { devices.isEmpty && minutes.isEmpty && journaled == 0 }
+}
+
+/// A minute (or, when deriving hours, an hour) of one cohort.
 struct RollupKey: Hashable {
-    var table: RollupTable
     var bucket: Int64
     var cohort: Int64
 }
@@ -723,6 +970,21 @@ struct RollupDelta {
         case .failed: deploys[2] += 1
         }
     }
+
+    mutating func merge(_ o: RollupDelta) {
+        inferences &+= o.inferences
+        errors &+= o.errors
+        sketch.merge(o.sketch)
+        if o.hasHistogram {
+            Codecs.addHistograms(&hist, o.hist)
+            hasHistogram = true
+        }
+        for (name, n) in o.classes { classes[name, default: 0] &+= n }
+        for i in 0..<sessions.count { sessions[i] += o.sessions[i] }
+        throttleEvents &+= o.throttleEvents
+        resourceSamples += o.resourceSamples
+        for i in 0..<deploys.count { deploys[i] += o.deploys[i] }
+    }
 }
 
 struct DeviceHourDelta {
@@ -737,17 +999,37 @@ struct DeviceHourDelta {
     var throttleEvents: Int64 = 0
 
     mutating func add(_ r: InferenceRecord) {
-        inferences &+= r.count
-        errors &+= r.errors
-        sketch.merge(r.latencyUs)
+        addInference(count: r.count, errors: r.errors, latency: r.latencyUs)
+    }
+
+    mutating func addInference(count: Int64, errors e: Int64, latency: DDSketch) {
+        inferences &+= count
+        errors &+= e
+        sketch.merge(latency)
     }
 
     mutating func add(_ r: ResourcesRecord) {
-        tempSum += r.tempC
-        tempMax = max(tempMax ?? r.tempC, r.tempC)
-        cpuSum += r.cpuPct
-        memMax = max(memMax ?? r.memMB, r.memMB)
+        addResources(cpuPct: r.cpuPct, memMB: r.memMB, tempC: r.tempC, throttleEvents: r.throttleEvents)
+    }
+
+    mutating func merge(_ o: DeviceHourDelta) {
+        inferences &+= o.inferences
+        errors &+= o.errors
+        sketch.merge(o.sketch)
+        tempSum += o.tempSum
+        if let t = o.tempMax { tempMax = max(tempMax ?? t, t) }
+        cpuSum += o.cpuSum
+        if let m = o.memMax { memMax = max(memMax ?? m, m) }
+        resourceSamples += o.resourceSamples
+        throttleEvents &+= o.throttleEvents
+    }
+
+    mutating func addResources(cpuPct: Double, memMB: Double, tempC: Double, throttleEvents t: Int64) {
+        tempSum += tempC
+        tempMax = max(tempMax ?? tempC, tempC)
+        cpuSum += cpuPct
+        memMax = max(memMax ?? memMB, memMB)
         resourceSamples += 1
-        throttleEvents &+= r.throttleEvents
+        throttleEvents &+= t
     }
 }

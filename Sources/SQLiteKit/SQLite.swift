@@ -170,6 +170,19 @@ public final class Statement {
 
     // MARK: Columns
 
+    public enum ColumnType { case integer, real, text, blob, null }
+
+    public var columnCount: Int32 { sqlite3_column_count(handle) }
+    public func columnName(_ c: Int32) -> String { sqlite3_column_name(handle, c).map { String(cString: $0) } ?? "" }
+    public func columnType(_ c: Int32) -> ColumnType {
+        switch sqlite3_column_type(handle, c) {
+        case SQLITE_INTEGER: .integer
+        case SQLITE_FLOAT: .real
+        case SQLITE_TEXT: .text
+        case SQLITE_BLOB: .blob
+        default: .null
+        }
+    }
     public func isNull(_ c: Int32) -> Bool { sqlite3_column_type(handle, c) == SQLITE_NULL }
     public func int(_ c: Int32) -> Int64 { sqlite3_column_int64(handle, c) }
     public func intOrNil(_ c: Int32) -> Int64? { isNull(c) ? nil : int(c) }

@@ -177,9 +177,11 @@ struct Ingest: ParsableCommand {
         var otherTopics = 0
         var statusLines = 0
         var badStatus = 0
-        func flush() throws {
+        // `behind`: a full batch while the file goes on; the writer may hold per-device state
+        // back until the last batch (StoreWriter.write(_:behind:)).
+        func flush(behind: Bool = false) throws {
             guard !items.isEmpty else { return }
-            let o = try writer.write(items)
+            let o = try writer.write(items, behind: behind)
             total.received += o.received
             total.stored += o.stored
             total.duplicates += o.duplicates
@@ -200,7 +202,7 @@ struct Ingest: ParsableCommand {
                 switch IngestClassifier.route(topic) {
                 case .telemetry(let topicID):
                     items.append(payload.withUnsafeBytes { IngestClassifier.classify(topic: topic, topicDeviceID: topicID, payload: $0, receivedMs: received) })
-                    if items.count >= batch { try flush() }
+                    if items.count >= batch { try flush(behind: true) }
                 case .status(let id):
                     statusLines += 1
                     if let s = IngestClassifier.parseStatus(Array(payload)) {
@@ -214,6 +216,7 @@ struct Ingest: ParsableCommand {
                 }
             }
             try flush()
+            try writer.flushDeviceState()
         } catch let e as ExitCode {
             throw e
         } catch {

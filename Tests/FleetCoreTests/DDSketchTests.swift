@@ -86,6 +86,28 @@ import Testing
         #expect(abs(forward.sum - all.sum) < 1e-6 * max(1, all.sum))
     }
 
+    /// Merging a sketch whose keys are all present (added in place) or not (a new key array)
+    /// gives what inserting every value into one sketch gives.
+    @Test func mergeIntoASketchHoldingEveryKeyEqualsInsertingAll() {
+        var rng = SplitMix64(seed: 11)
+        for trial in 0..<200 {
+            var a = DDSketch()
+            var b = DDSketch()
+            var all = DDSketch()
+            let pool = (0..<Int.random(in: 1...40, using: &rng)).map { _ in Double.random(in: 1...60_000, using: &rng) }
+            for v in pool { a.insert(v); all.insert(v) }
+            // b: values from a's pool (a subset of a's keys), and in odd trials one value outside it.
+            for _ in 0..<Int.random(in: 1...30, using: &rng) {
+                let v = pool[Int.random(in: 0..<pool.count, using: &rng)]
+                b.insert(v); all.insert(v)
+            }
+            if trial % 2 == 1 { b.insert(70_000 + Double(trial)); all.insert(70_000 + Double(trial)) }
+            a.merge(b)
+            #expect(a.keys == all.keys && a.counts == all.counts && a.count == all.count, "trial \(trial)")
+            #expect(a.min == all.min && a.max == all.max)
+        }
+    }
+
     @Test func countsSaturateInsteadOfTrapping() {
         let big = DDSketch(count: .max, sum: 1, min: 1, max: 1, keys: [0], counts: [.max])
         let merged = big.merging(big)

@@ -300,13 +300,18 @@ public final class StoreWriter {
         }
         batch.outcome.stored += 1
         batch.outcome.maxSentAtMs = max(batch.outcome.maxSentAtMs, m.sentAtMs)
-        let cohort = try cohortID(CohortKey(m))
+        // The usual message carries the attributes the device already has: its cohort is known
+        // without hashing five labels.
+        let sameAttributes = device.attrs.isSame(as: m)
+        let cohort = sameAttributes ? device.cohort : try cohortID(CohortKey(m))
 
         // Registry: the attributes of the highest seq win; a change is recorded as it happens.
         device.firstSeenMs = min(device.firstSeenMs, m.sentAtMs)
         device.lastSeenMs = max(device.lastSeenMs, m.sentAtMs)
         device.lastReceivedMs = max(device.lastReceivedMs, receivedMs)
-        if m.seq > device.attrsSeq {
+        if m.seq > device.attrsSeq, sameAttributes {
+            device.attrsSeq = m.seq
+        } else if m.seq > device.attrsSeq {
             let new = DeviceAttributes(m)
             let differences = device.attrs.differences(to: new)
             if !differences.isEmpty || cohort != device.cohort { device.attrsDirty = true }
@@ -352,7 +357,7 @@ public final class StoreWriter {
             s.bind(9, blob: r.latencyUs.encodedBinary())
             s.bind(10, blob: Codecs.encodeHistogram(r.confidenceHist))
             s.bind(11, blob: Codecs.encodeClasses(r.classCounts))
-            if !r.inputStats.isEmpty { s.bind(12, blob: Self.encodeInputStats(r.inputStats)) }
+            if !r.inputStats.isEmpty { s.bind(12, blob: Self.encodeInputStats(r.inputStats)) } else { s.bind(12, nil as Int64?) }
             try s.run()
             batch.rollups[RollupKey(bucket: minute, cohort: cohort), default: RollupDelta()].add(r)
             deferred.minutes[DeviceHourKey(bucket: minute, dev: dev), default: DeviceHourDelta()].add(r)
@@ -392,12 +397,10 @@ public final class StoreWriter {
         }
     }
 
-    /// `slot`'s statement, reset for new bindings, prepared on first use.
+    /// `slot`'s statement, prepared on first use. Not reset: `run()` resets it after each use,
+    /// and its users bind every parameter.
     private func held(_ slot: inout Statement?, _ sql: String) throws -> Statement {
-        if let s = slot {
-            s.reset()
-            return s
-        }
+        if let s = slot { return s }
         let s = try connection.statement(sql)
         slot = s
         return s
@@ -435,7 +438,7 @@ public final class StoreWriter {
             s.bind(3, delta.inferences); s.bind(4, delta.errors)
             if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
             if delta.hasHistogram { s.bind(6, blob: Codecs.encodeHistogram(delta.hist)) }
-            if !delta.classes.isEmpty { s.bind(7, blob: Codecs.encodeClasses(delta.classes)) }
+            if !delta.classes.isEmpty { s.bind(7, blob: delta.classes.encoded()) }
             s.bind(8, delta.sessions[0]); s.bind(9, delta.sessions[1]); s.bind(10, delta.sessions[2]); s.bind(11, delta.sessions[3])
             s.bind(12, delta.throttleEvents); s.bind(13, delta.resourceSamples)
             s.bind(14, delta.deploys[0]); s.bind(15, delta.deploys[1]); s.bind(16, delta.deploys[2])
@@ -846,6 +849,12 @@ struct DeviceAttributes: Equatable {
             modelName: m.model.name, modelVersion: m.model.version, modelSHA256: m.model.sha256)
     }
 
+    /// Whether `m` carries exactly these attributes (no copies made).
+    func isSame(as m: TelemetryMessage) -> Bool {
+        sku == m.device.sku && firmware == m.device.firmware && agent == m.device.agent && accelerator == m.device.accelerator
+            && modelName == m.model.name && modelVersion == m.model.version && modelSHA256 == m.model.sha256
+    }
+
     /// Fields that differ, as (field, old, new).
     func differences(to other: DeviceAttributes) -> [(String, String, String)] {
         guard self != other else { return [] }
@@ -932,7 +941,7 @@ struct RollupDelta {
     var sketch = DDSketch()
     var hist = [Int64](repeating: 0, count: InferenceRecord.histogramBins)
     var hasHistogram = false
-    var classes: [String: Int64] = [:]
+    var classes = ClassTally()
     /// started, exited, crashed, abnormal
     var sessions: [Int64] = [0, 0, 0, 0]
     var throttleEvents: Int64 = 0
@@ -946,7 +955,7 @@ struct RollupDelta {
         sketch.merge(r.latencyUs)
         Codecs.addHistograms(&hist, r.confidenceHist)
         hasHistogram = true
-        for c in r.classCounts { classes[c.name, default: 0] &+= c.count }
+        for c in r.classCounts { classes.add(c.name, c.count) }
     }
 
     mutating func add(_ r: ResourcesRecord) {
@@ -979,7 +988,7 @@ struct RollupDelta {
             Codecs.addHistograms(&hist, o.hist)
             hasHistogram = true
         }
-        for (name, n) in o.classes { classes[name, default: 0] &+= n }
+        for (name, n) in zip(o.classes.names, o.classes.counts) { classes.add(name, n) }
         for i in 0..<sessions.count { sessions[i] += o.sessions[i] }
         throttleEvents &+= o.throttleEvents
         resourceSamples += o.resourceSamples
@@ -1031,5 +1040,33 @@ struct DeviceHourDelta {
         memMax = max(memMax ?? memMB, memMB)
         resourceSamples += 1
         throttleEvents &+= t
+    }
+}
+
+/// Counts per class name: a model's few labels in two arrays (a linear scan beats hashing the
+/// name for every record), with a dictionary index once there are many.
+struct ClassTally {
+    private(set) var names: [String] = []
+    private(set) var counts: [Int64] = []
+    private var index: [String: Int]?
+
+    var isEmpty: Bool { names.isEmpty }
+
+    mutating func add(_ name: String, _ n: Int64) {
+        if let i = index?[name] ?? (index == nil ? names.firstIndex(of: name) : nil) {
+            counts[i] &+= n
+            return
+        }
+        names.append(name)
+        counts.append(n)
+        if index != nil {
+            index![name] = names.count - 1
+        } else if names.count > 16 {
+            index = Dictionary(uniqueKeysWithValues: zip(names, names.indices))
+        }
+    }
+
+    func encoded() -> [UInt8] {
+        Codecs.encodeClasses(zip(names, counts).map { ClassCount(name: $0, count: $1) })
     }
 }

@@ -244,6 +244,17 @@ import Testing
             for c in list { map[c.name, default: 0] += c.count }
             #expect(Codecs.encodeClasses(list) == Codecs.encodeClasses(map))
         }
+        // The rollups' tally, below and above the size where it starts indexing by name.
+        for size in [3, 40] {
+            var tally = ClassTally()
+            var map: [String: Int64] = [:]
+            for k in 0..<400 {
+                let name = "c\(Int.random(in: 0..<size, using: &rng))"
+                tally.add(name, Int64(k))
+                map[name, default: 0] += Int64(k)
+            }
+            #expect(tally.encoded() == Codecs.encodeClasses(map))
+        }
     }
 
     // MARK: - Comparing stores

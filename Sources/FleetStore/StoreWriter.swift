@@ -99,7 +99,7 @@ public final class StoreWriter {
                     case .rejected(let q): try quarantine(q, &batch)
                     }
                 }
-                try flush(&batch)
+                try writeAggregates(&batch)
                 if let journal = batch.journal {
                     try writePromptDevices(batch.touched)
                     if !journal.isEmpty {
@@ -425,25 +425,26 @@ public final class StoreWriter {
 
     // MARK: Flushing a batch's aggregates
 
-    private func flush(_ batch: inout BatchState) throws {
+    /// The batch's cohort rollups and counters.
+    private func writeAggregates(_ batch: inout BatchState) throws {
         // Records are summed per minute and cohort; each hour's delta is its minutes' sum.
         var hours: [RollupKey: RollupDelta] = [:]
         for (key, delta) in batch.rollups {
             hours[RollupKey(bucket: key.bucket * Time.minuteMs / Time.hourMs, cohort: key.cohort), default: RollupDelta()].merge(delta)
         }
         for (sql, deltas) in [(Self.rollupMinuteUpsert, batch.rollups), (Self.rollupHourUpsert, hours)] {
-          for (key, delta) in deltas {
-            let s = try connection.statement(sql)
-            s.bind(1, key.bucket); s.bind(2, key.cohort)
-            s.bind(3, delta.inferences); s.bind(4, delta.errors)
-            if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
-            if delta.hasHistogram { s.bind(6, blob: Codecs.encodeHistogram(delta.hist)) }
-            if !delta.classes.isEmpty { s.bind(7, blob: delta.classes.encoded()) }
-            s.bind(8, delta.sessions[0]); s.bind(9, delta.sessions[1]); s.bind(10, delta.sessions[2]); s.bind(11, delta.sessions[3])
-            s.bind(12, delta.throttleEvents); s.bind(13, delta.resourceSamples)
-            s.bind(14, delta.deploys[0]); s.bind(15, delta.deploys[1]); s.bind(16, delta.deploys[2])
-            try s.run()
-          }
+            for (key, delta) in deltas {
+                let s = try connection.statement(sql)
+                s.bind(1, key.bucket); s.bind(2, key.cohort)
+                s.bind(3, delta.inferences); s.bind(4, delta.errors)
+                if !delta.sketch.isEmpty { s.bind(5, blob: delta.sketch.encodedBinary()) }
+                if delta.hasHistogram { s.bind(6, blob: Codecs.encodeHistogram(delta.hist)) }
+                if !delta.classes.isEmpty { s.bind(7, blob: delta.classes.encoded()) }
+                s.bind(8, delta.sessions[0]); s.bind(9, delta.sessions[1]); s.bind(10, delta.sessions[2]); s.bind(11, delta.sessions[3])
+                s.bind(12, delta.throttleEvents); s.bind(13, delta.resourceSamples)
+                s.bind(14, delta.deploys[0]); s.bind(15, delta.deploys[1]); s.bind(16, delta.deploys[2])
+                try s.run()
+            }
         }
         let o = batch.outcome
         try bumpCounter("received", Int64(o.received))

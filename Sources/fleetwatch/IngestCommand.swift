@@ -242,7 +242,9 @@ final class SignalHandlers: @unchecked Sendable {
     }
 }
 
-/// Reads a file handle line by line (LF, optional CR), in large chunks.
+/// Reads a file handle line by line (LF, optional CR), in chunks of up to 1 MiB: whatever one
+/// read(2) returns, so lines from a pipe (`mosquitto_sub -v ... | fleetwatch ingest --file -`)
+/// are handled as they arrive, not once a whole chunk has filled.
 struct LineReader {
     let handle: FileHandle
 
@@ -250,10 +252,15 @@ struct LineReader {
 
     func forEachLine(_ body: (ArraySlice<UInt8>) throws -> Void) throws {
         var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
         while true {
-            let chunk = handle.readData(ofLength: 1 << 20)
-            if chunk.isEmpty { break }
-            buffer.append(contentsOf: chunk)
+            let n = chunk.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+            }
+            if n == 0 { break }
+            buffer.append(contentsOf: chunk[..<n])
             var start = 0
             while let nl = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
                 var end = nl

@@ -777,7 +777,8 @@ public final class StoreWriter {
             case .inference:
                 let s = try connection.statement("SELECT count, errors, latency FROM inference WHERE ts_ms = ?1 AND dev = ?2 AND seq = ?3 AND idx = ?4")
                 s.bind(1, r.tsMs); s.bind(2, e.dev); s.bind(3, e.seq); s.bind(4, r.idx)
-                guard try s.step() else { throw StoreError("journaled inference record \(e.dev)/\(e.seq)/\(r.idx) is missing") }
+                // Gone only if retention pruned it since (older than rawDays): so is its window.
+                guard try s.step() else { continue }
                 let sketch = Codecs.decodeSketch(s.blob(2))
                 let (count, errors) = (s.int(0), s.int(1))
                 s.reset()
@@ -785,7 +786,7 @@ public final class StoreWriter {
             case .resources:
                 let s = try connection.statement("SELECT cpu_pct, mem_mb, temp_c, throttle_events FROM resources WHERE ts_ms = ?1 AND dev = ?2 AND seq = ?3 AND idx = ?4")
                 s.bind(1, r.tsMs); s.bind(2, e.dev); s.bind(3, e.seq); s.bind(4, r.idx)
-                guard try s.step() else { throw StoreError("journaled resources record \(e.dev)/\(e.seq)/\(r.idx) is missing") }
+                guard try s.step() else { continue }
                 let (cpu, mem, temp, throttle) = (s.double(0), s.double(1), s.double(2), s.int(3))
                 s.reset()
                 deferred.minutes[minute, default: DeviceHourDelta()].addResources(cpuPct: cpu, memMB: mem, tempC: temp, throttleEvents: throttle)

@@ -176,6 +176,29 @@ import Testing
         #expect(try r.connection.scalar("SELECT value FROM meta WHERE key = 'device_state_flushes'") == 1)
     }
 
+    /// Records journaled and then pruned by retention before a crash: the redo skips them (their
+    /// windows are past retention too) instead of refusing to open the store.
+    @Test func aRedoSkipsRecordsRetentionPruned() throws {
+        let db = TempDB()
+        let d = Device(id: "old-timer")
+        let now = t0 + 30 * 86_400_000
+        do {
+            let w = try StoreWriter(path: db.path, options: Self.holdAll)
+            try w.write([.telemetry(d.message(seq: 1, at: now, records: [Device.inference(at: now)]), receivedMs: now)])
+            // A buffered message from 10 days ago, then one from now: both held back.
+            try w.write([.telemetry(d.message(seq: 2, at: now, records: [Device.inference(at: now - 10 * 86_400_000)]), receivedMs: now),
+                          .telemetry(d.message(seq: 3, at: now, records: [Device.inference(at: now)]), receivedMs: now)], behind: true)
+            #expect(w.deferredMessages == 2)
+            #expect(try w.prune(nowMs: now) == 1)  // the 10-day-old raw record
+        }
+        let again = try StoreWriter(path: db.path)
+        let r = try StoreReader(path: db.path)
+        #expect(try r.count("journal") == 0)
+        #expect(try r.connection.scalar("SELECT attrs_seq FROM devices") == 3)
+        #expect(try r.connection.scalar("SELECT sum(inferences) FROM device_minute") == 200)
+        #expect(try again.write([.telemetry(d.message(seq: 2, at: now, records: []), receivedMs: now)]).duplicates == 1)
+    }
+
     /// `markStale` does not take a device for silent when only its held-back row is old.
     @Test func aDeviceHeardFromWhileHeldBackIsNotStale() throws {
         let db = TempDB()

@@ -62,9 +62,9 @@ struct TopEndToEndTests {
 
         // Devices, by name.
         try t.send("2")
-        var screen = try t.wait(for: "1-12 of 12 devices")
+        // The footer can be painted before the rows of the same frame are: wait for all of them.
+        var screen = try t.wait("the device table") { $0.contains("1-12 of 12 devices") && self.dataRows($0).count == 12 }
         #expect(dataRows(screen).first?.hasPrefix(" cam-00 ") == true)
-        #expect(dataRows(screen).count == 12)
         // Sorted by p95, largest first: the slow device on top; reversed, at the bottom.
         try t.send(":")
         try t.type("sort p95")

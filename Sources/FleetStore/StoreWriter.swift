@@ -82,9 +82,10 @@ public final class StoreWriter {
     public func write(_ items: [IngestItem], behind: Bool = false) throws -> BatchOutcome {
         if needsRecovery { try recoverJournal() }
         var batch = BatchState()
+        // Receiver times bound how long state is held back: only read when it may be.
         var received = (min: Int64.max, max: Int64.min)
-        for case .telemetry(_, let r) in items {
-            received = (min(received.min, r), max(received.max, r))
+        if behind {
+            for case .telemetry(_, let r) in items { received = (min(received.min, r), max(received.max, r)) }
         }
         let holdBack = behind && hasJournal
             && deferred.journaled + items.count <= options.deferMaxMessages
@@ -457,11 +458,7 @@ public final class StoreWriter {
     /// Writes every device's held-back state, in key order (registry rows by `dev`, windows by
     /// `(bucket, dev)`, so each b-tree is walked once), and empties the journal.
     private func writeDeferred() throws {
-        for dev in deferred.devices.keys.sorted() {
-            let device = deferred.devices[dev]!
-            device.touchedInBatch = false
-            try writeDevice(device)
-        }
+        for dev in deferred.devices.keys.sorted() { try writeDevice(deferred.devices[dev]!) }
         var hours: [DeviceHourKey: DeviceHourDelta] = [:]
         for (key, delta) in deferred.minutes {
             hours[DeviceHourKey(bucket: key.bucket * Time.minuteMs / Time.hourMs, dev: key.dev), default: DeviceHourDelta()].merge(delta)
@@ -744,16 +741,17 @@ public final class StoreWriter {
     /// (`writePromptDevices`) may already have stored: seqs, times and stretches; the window
     /// deltas are never written before the journal is emptied, so they are added again here.
     private func redo(_ e: DeviceJournal.Entry) throws {
-        let idQuery = try connection.statement("SELECT device_id FROM devices WHERE dev = ?")
-        idQuery.bind(1, e.dev)
-        guard try idQuery.step() else { throw StoreError("the device journal names device \(e.dev), which is not registered") }
-        let id = idQuery.text(0)
-        idQuery.reset()
+        // Devices already redone are in `deferred.devices` (by dev); the others are looked up once.
         let device: DeviceState
-        if let d = devices[id] {
+        if let d = deferred.devices[e.dev] {
             device = d
         } else {
-            guard let d = try loadDevice(id) else { throw StoreError("device \(id) vanished during journal recovery") }
+            let idQuery = try connection.statement("SELECT device_id FROM devices WHERE dev = ?")
+            idQuery.bind(1, e.dev)
+            guard try idQuery.step() else { throw StoreError("the device journal names device \(e.dev), which is not registered") }
+            let id = idQuery.text(0)
+            idQuery.reset()
+            guard let d = try devices[id] ?? loadDevice(id) else { throw StoreError("device \(id) vanished during journal recovery") }
             devices[id] = d
             device = d
         }

@@ -45,18 +45,27 @@ public final class BoundedQueue<Element>: @unchecked Sendable {
         if closed { return false }
         items[(head + count) % capacity] = e
         count += 1
-        pthread_cond_signal(&notEmpty)
+        // Wake the consumer only once it has what it waits for: one wake-up per batch.
+        if count == wanted { pthread_cond_signal(&notEmpty) }
         return true
     }
 
-    /// Takes up to `max` elements, waiting until at least one is there or `deadlineNs`
-    /// (CLOCK_MONOTONIC) passes. Empty when the deadline passed or the queue is closed and drained.
-    public func pop(max: Int, deadlineNs: UInt64) -> [Element] {
+    /// How many elements the waiting consumer wants before it is woken (`Int.max`: none waits).
+    private var wanted = Int.max
+
+    /// Takes up to `max` elements, waiting until at least `atLeast` are there (at most the
+    /// capacity), the queue is closed, or `deadlineNs` (CLOCK_MONOTONIC) passes; then takes
+    /// what there is. Empty when the deadline passed with nothing, or closed and drained.
+    public func pop(max: Int, deadlineNs: UInt64, atLeast: Int = 1) -> [Element] {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         var ts = timespec(tv_sec: Int(deadlineNs / 1_000_000_000), tv_nsec: Int(deadlineNs % 1_000_000_000))
-        while count == 0 && !closed {
-            if pthread_cond_timedwait(&notEmpty, &mutex, &ts) == ETIMEDOUT { break }
+        let want = Swift.max(1, Swift.min(atLeast, capacity))
+        while count < want && !closed {
+            wanted = want
+            let rc = pthread_cond_timedwait(&notEmpty, &mutex, &ts)
+            wanted = Int.max
+            if rc == ETIMEDOUT { break }
         }
         let n = Swift.min(max, count)
         var out: [Element] = []

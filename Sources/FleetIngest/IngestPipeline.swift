@@ -32,6 +32,8 @@ public struct IngestConfig: Sendable {
     public init(mqtt: MQTTOptions, dbPath: String) {
         self.mqtt = mqtt
         self.dbPath = dbPath
+        // Per-device state at most once a second per device while ingest keeps up.
+        store.liveHoldMs = StoreOptions.maxLiveHoldMs
     }
 
     public var topics: [String] {
@@ -214,17 +216,21 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
             let tickDeadline = monotonicNs() + 200_000_000
             var items = queue.pop(max: config.batchSize, deadlineNs: tickDeadline)
             if !items.isEmpty {
-                let batchDeadline = monotonicNs() + config.batchIntervalMs * 1_000_000
-                while items.count < config.batchSize {
-                    let more = queue.pop(max: config.batchSize - items.count, deadlineNs: batchDeadline)
-                    if more.isEmpty { break }
-                    items += more
+                // The rest of the batch: one wake-up when it is full or its 50 ms are up, not one
+                // per message.
+                if items.count < config.batchSize {
+                    let rest = config.batchSize - items.count
+                    items += queue.pop(max: rest, deadlineNs: monotonicNs() + config.batchIntervalMs * 1_000_000, atLeast: rest)
                 }
                 // A batch cut by size means more input is waiting: the writer may hold per-device
                 // state back until ingest catches up (StoreWriter.write(_:behind:)).
                 try commit(items, behind: items.count >= config.batchSize)
             } else if queue.isClosed {
                 break
+            }
+            // State held back by the live hold is written once the fleet goes quiet, too.
+            if try writer.flushDeviceState(heldSince: wallClockMs() - config.store.liveHoldMs) {
+                logger.trace("held-back device state written on an idle tick")
             }
             let now = monotonicNs()
             if now - lastHousekeeping >= 1_000_000_000 {

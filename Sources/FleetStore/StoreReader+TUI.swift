@@ -296,8 +296,9 @@ extension StoreReader {
                 state: d.text(7, reusing: old?.state ?? ""), lastSeenMs: d.int(8), lastReceivedMs: d.int(9), lastSeq: d.int(10))
         }
         if let c = cache {
-            // The writer wrote per-device state it had held back (ingest was behind): rows and
-            // minutes older than the marks changed, so everything is read again.
+            // The writer wrote per-device state it had held back longer than a live hold (ingest
+            // was behind, or a crash was redone): rows and minutes older than the marks changed,
+            // so everything is read again.
             let flushes = try connection.scalar("SELECT value FROM meta WHERE key = 'device_state_flushes'") ?? 0
             if flushes != c.deviceStateFlushes {
                 c.deviceStateFlushes = flushes
@@ -310,8 +311,11 @@ extension StoreReader {
             // `>=`: a row written later with the newest time already seen must not be missed, so
             // the rows at the marks match again; those that are unchanged are skipped below.
             // (A NULL state time, a device that never sent a status, matches nothing.)
+            // A live writer holds rows back for up to `maxLiveHoldMs` of receiver time, so a row
+            // written since may be that much older than the newest seen: read those again too.
             let d = try connection.statement("SELECT \(columns) FROM devices WHERE last_received_ms >= ?1 OR state_changed_ms >= ?2 ORDER BY dev")
-            d.bind(1, c.registryMarks.received); d.bind(2, c.registryMarks.state)
+            let received = c.registryMarks.received
+            d.bind(1, received < .min + StoreOptions.maxLiveHoldMs ? .min : received - StoreOptions.maxLiveHoldMs); d.bind(2, c.registryMarks.state)
             var complete = true
             while try d.step() {
                 let dev = d.int(0)

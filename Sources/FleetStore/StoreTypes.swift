@@ -27,6 +27,15 @@ public struct StoreOptions: Sendable {
     /// and this much receiver time (`StoreWriter.write(_:behind:)`).
     public var deferMaxMessages = 100_000
     public var deferMaxMs: Int64 = 60_000
+    /// While ingest keeps up, per-device state is still held back for up to this much receiver
+    /// time (at most `maxLiveHoldMs`), so a device reporting many times a second costs one
+    /// registry and window write per interval, not one per batch. 0: written with every batch
+    /// that is not behind (the default for direct users; the live ingester sets it).
+    public var liveHoldMs: Int64 = 0
+    /// The longest live hold any writer uses: readers that cache by receiver time (the TUI)
+    /// re-read rows this much older than the newest they have seen, so nothing held back is
+    /// missed (docs/storage.md "Deferred device state").
+    public static let maxLiveHoldMs: Int64 = 1_000
 
     public init() {}
 }

@@ -79,18 +79,27 @@ public final class StoreWriter {
     /// counters, new devices, attribute changes and new presence stretches are written with the
     /// batch either way. Held-back state is written by the first batch that is not behind, by
     /// `flushDeviceState()`, or once `options.deferMaxMessages` / `deferMaxMs` are reached.
+    /// With `options.liveHoldMs`, batches that are not behind are held back too, until what is
+    /// held spans that much receiver time (or `flushDeviceState(heldSince:)` on an idle tick).
     public func write(_ items: [IngestItem], behind: Bool = false) throws -> BatchOutcome {
         if needsRecovery { try recoverJournal() }
         var batch = BatchState()
         // Receiver times bound how long state is held back: only read when it may be.
+        let liveHoldMs = min(options.liveHoldMs, StoreOptions.maxLiveHoldMs)
         var received = (min: Int64.max, max: Int64.min)
-        if behind {
+        if behind || liveHoldMs > 0 {
             for case .telemetry(_, let r) in items { received = (min(received.min, r), max(received.max, r)) }
         }
-        let holdBack = behind && hasJournal
+        // The span of receiver time held back if this batch is held too.
+        let span = received.max == .min ? 0 : received.max - min(deferred.sinceReceivedMs ?? received.min, received.min)
+        let holdBack = hasJournal
             && deferred.journaled + items.count <= options.deferMaxMessages
-            && deferred.sinceReceivedMs.map { received.max - $0 < options.deferMaxMs } ?? true
-        if holdBack { batch.journal = DeviceJournal() }
+            && (behind ? span < options.deferMaxMs : span < liveHoldMs)
+        if holdBack {
+            batch.journal = DeviceJournal()
+            // A hold longer than the live one: readers must read everything again after it.
+            if behind && span >= liveHoldMs { deferred.bounded = false }
+        }
         do {
             try connection.transaction {
                 for item in items {
@@ -108,7 +117,7 @@ public final class StoreWriter {
                         j.bind(1, blob: journal.bytes)
                         try j.run()
                         deferred.journaled += journal.count
-                        if deferred.sinceReceivedMs == nil, received.min != .max { deferred.sinceReceivedMs = received.min }
+                        if received.min != .max { deferred.sinceReceivedMs = min(deferred.sinceReceivedMs ?? received.min, received.min) }
                     }
                 } else {
                     try writeDeferred()
@@ -131,6 +140,17 @@ public final class StoreWriter {
             dropCaches()
             throw error
         }
+    }
+
+    /// Writes held-back per-device state if the oldest of it arrived at or before `cutoffMs`
+    /// (receiver clock): the live ingester's idle tick, so a fleet that falls quiet is not left
+    /// with state held back. True if it wrote.
+    @discardableResult
+    public func flushDeviceState(heldSince cutoffMs: Int64) throws -> Bool {
+        if needsRecovery { try recoverJournal() }
+        guard !deferred.isEmpty, (deferred.sinceReceivedMs ?? .min) <= cutoffMs else { return false }
+        try flushDeviceState()
+        return true
     }
 
     /// Messages whose per-device state is held back (journaled, not yet written).
@@ -477,20 +497,24 @@ public final class StoreWriter {
         }
         if deferred.journaled > 0 {
             try connection.execute("DELETE FROM journal")
-            // Readers that cache by receiver time (the TUI) re-read what this flush wrote.
-            try connection.execute("INSERT INTO meta(key, value) VALUES('device_state_flushes', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1")
+            // Readers that cache by receiver time (the TUI) re-read rows `maxLiveHoldMs` older
+            // than the newest they have seen; after a longer hold they re-read everything.
+            if !deferred.bounded {
+                try connection.execute("INSERT INTO meta(key, value) VALUES('device_state_flushes', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1")
+            }
         }
         deferred = DeferredDeviceState()
     }
 
     /// While holding back: writes at once the devices readers must not see late — attributes or
     /// cohort changed (the registry and the version views), a presence stretch started (who is
-    /// in a cohort now), or back after a silence `markStale` may have marked (stale -> online).
+    /// in a cohort now), back after a silence `markStale` may have marked (stale -> online), or
+    /// a seq gap opened or filled (open gaps, replay).
     private func writePromptDevices(_ touched: [DeviceState]) throws {
         for device in touched {
             device.touchedInBatch = false
             let maybeStale = device.lastReceivedMs - device.persistedLastReceivedMs >= staleAfterMs
-            if device.attrsDirty || device.presence.hasNewStretch || maybeStale { try writeDevice(device) }
+            if device.attrsDirty || device.presence.hasNewStretch || maybeStale || device.gapsChanged { try writeDevice(device) }
         }
     }
 
@@ -728,6 +752,7 @@ public final class StoreWriter {
             try connection.transaction {
                 for e in entries { try redo(e) }
                 deferred.journaled = entries.count
+                deferred.bounded = false  // held for who knows how long before the crash
                 try writeDeferred()
             }
         } catch {
@@ -890,6 +915,18 @@ final class DeviceState {
     /// Listed in the current batch's `touched`.
     var touchedInBatch = false
 
+    /// The seq ranges changed other than by the highest one growing: a gap opened, filled or
+    /// shrank, which readers (open gaps, `query device`) must see with the batch.
+    var gapsChanged: Bool {
+        guard ranges.dirty else { return false }
+        let now = ranges.ranges
+        guard now.count == persistedRanges.count else { return true }
+        for (k, (r, old)) in zip(now, persistedRanges).enumerated() {
+            if r.lowerBound != old.lowerBound || (k < now.count - 1 && r.upperBound != old.upperBound) { return true }
+        }
+        return false
+    }
+
     init(dev: Int64, firstSeenMs: Int64, lastSeenMs: Int64, lastReceivedMs: Int64, attrsSeq: Int64, attrs: DeviceAttributes, cohort: Int64) {
         self.dev = dev
         self.firstSeenMs = firstSeenMs
@@ -919,6 +956,9 @@ struct DeferredDeviceState {
     /// Messages in the journal, and the receiver time of the oldest.
     var journaled = 0
     var sinceReceivedMs: Int64?
+    /// False once anything held back may span more receiver time than `maxLiveHoldMs` (a
+    /// backlog, or a journal redone after a crash): its flush bumps `device_state_flushes`.
+    var bounded = true
 
     var isEmpty: Bool { devices.isEmpty && minutes.isEmpty && journaled == 0 }
 }

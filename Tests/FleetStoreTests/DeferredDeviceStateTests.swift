@@ -237,6 +237,119 @@ import Testing
         #expect(cached.devices.map(\.registry.lastSeq) == [2, 2, 1, 1, 1])
     }
 
+    /// The same traffic arriving 30 ms apart (a live fleet): `liveHoldMs` holds per-device
+    /// state back across batches that are not behind, within a second of receiver time.
+    func liveTraffic(seed: UInt64) -> [IngestItem] {
+        traffic(seed: seed).enumerated().map { i, item in
+            guard case .telemetry(let m, _) = item else { return item }
+            return .telemetry(m, receivedMs: t0 + Int64(i) * 30)
+        }
+    }
+
+    static let liveHold: StoreOptions = {
+        var o = StoreOptions()
+        o.liveHoldMs = StoreOptions.maxLiveHoldMs
+        return o
+    }()
+
+    @Test(arguments: [UInt64(11), 12, 13])
+    func aLiveHoldEndsInTheSameStore(seed: UInt64) throws {
+        let items = liveTraffic(seed: seed)
+        let plain = TempDB()
+        try writeAll(items, to: try StoreWriter(path: plain.path), seed: seed, behind: { _ in false })
+
+        let held = TempDB()
+        let w = try StoreWriter(path: held.path, options: Self.liveHold)
+        var heldMost = 0
+        var rng = SplitMix64(seed: seed + 3)
+        try writeAll(items, to: w, seed: seed, behind: { _ in
+            heldMost = max(heldMost, w.deferredMessages)
+            // Now and then an idle tick long after the held state arrived, as the ingester's has.
+            if Int.random(in: 0..<6, using: &rng) == 0 { _ = try? w.flushDeviceState(heldSince: .max) }
+            return false
+        })
+        try w.flushDeviceState()
+        // Less than a second of receiver time is at most 34 messages here; batches are 1-60.
+        #expect(heldMost > 0 && heldMost <= 34)
+        #expect(try dump(held.path) == dump(plain.path))
+        // Live holds are short: the TUI's cache needs no full re-read after them.
+        #expect(try SQLiteConnection(path: held.path).scalar("SELECT count(*) FROM meta WHERE key = 'device_state_flushes'") == 0)
+    }
+
+    @Test func aLiveHoldIsWrittenOnceItSpansItsInterval() throws {
+        let db = TempDB()
+        let w = try StoreWriter(path: db.path, options: Self.liveHold)
+        let d = Device(id: "cam-1")
+        func send(_ seq: Int64, receivedAt r: Int64) throws {
+            try w.write([.telemetry(d.message(seq: seq, at: r, records: [Device.inference(at: r)]), receivedMs: r)])
+        }
+        let r = try StoreReader(path: db.path)
+        try send(1, receivedAt: t0)  // new device: written at once
+        try send(2, receivedAt: t0 + 400)
+        try send(3, receivedAt: t0 + 999)
+        #expect(w.deferredMessages == 3)
+        #expect(try r.connection.scalar("SELECT attrs_seq FROM devices") == 1)
+        #expect(try r.count("device_minute") == 0)
+        // The idle tick leaves state held less than a second.
+        #expect(try !w.flushDeviceState(heldSince: t0 - 1))
+        try send(4, receivedAt: t0 + 1_000)  // a second after the oldest held: all written
+        #expect(w.deferredMessages == 0)
+        #expect(try r.connection.scalar("SELECT attrs_seq FROM devices") == 4)
+        #expect(try r.connection.scalar("SELECT sum(inferences) FROM device_minute") == 400)
+        // Held again, then written by an idle tick once the fleet is quiet.
+        try send(5, receivedAt: t0 + 1_100)
+        #expect(w.deferredMessages == 1)
+        #expect(try w.flushDeviceState(heldSince: t0 + 1_100))
+        #expect(w.deferredMessages == 0)
+        #expect(try r.connection.scalar("SELECT attrs_seq FROM devices") == 5)
+    }
+
+    /// Open gaps are read from the seq ranges: a gap opening or closing is written with its
+    /// batch while the rest of the device's state is held back.
+    @Test func gapsOpeningAndClosingAreWrittenAtOnce() throws {
+        let db = TempDB()
+        let w = try StoreWriter(path: db.path, options: Self.liveHold)
+        let d = Device(id: "cam-1")
+        let r = try StoreReader(path: db.path)
+        func send(_ seq: Int64, _ at: Int64) throws {
+            try w.write([.telemetry(d.message(seq: seq, at: t0 + at, records: [Device.inference(at: t0 + at)]), receivedMs: t0 + at)])
+        }
+        try send(1, 0)
+        try send(2, 10)
+        #expect(w.deferredMessages == 2)
+        try send(5, 20)
+        #expect(w.deferredMessages == 3)
+        #expect(try r.openGaps() == [SeqGap(deviceID: "cam-1", fromSeq: 3, toSeq: 4)])
+        try send(3, 30)
+        #expect(try r.openGaps() == [SeqGap(deviceID: "cam-1", fromSeq: 4, toSeq: 4)])
+        try send(4, 40)
+        #expect(try r.openGaps().isEmpty)
+        #expect(w.deferredMessages == 5)
+    }
+
+    /// The TUI's cache re-reads registry rows up to `maxLiveHoldMs` older than its mark, so a
+    /// row written by a live hold's flush behind a newer prompt write is not missed.
+    @Test func theDeviceCacheSeesRowsALiveHoldWroteLate() throws {
+        let db = TempDB()
+        let w = try StoreWriter(path: db.path, options: Self.liveHold)
+        let devs = (0..<5).map { Device(id: "d\($0)") }
+        try w.write(devs.map { $0.message(seq: 1, at: t0, records: [Device.inference(at: t0)]) }, receivedMs: t0)
+        try w.write([.telemetry(devs[0].message(seq: 2, at: t0 + 150, records: [Device.inference(at: t0 + 150)]), receivedMs: t0 + 150)])
+        #expect(w.deferredMessages == 6)
+        // A new device is written at once and moves the cache's mark past the held row.
+        let late = Device(id: "d9")
+        try w.write([.telemetry(late.message(seq: 1, at: t0 + 900, records: [Device.inference(at: t0 + 900)]), receivedMs: t0 + 900)])
+        let r = try StoreReader(path: db.path)
+        let cache = DeviceWindowCache()
+        _ = try r.deviceTable(cache: cache, nowMs: t0 + 1_000)
+        try w.write([.telemetry(devs[1].message(seq: 2, at: t0 + 1_200, records: [Device.inference(at: t0 + 1_200)]), receivedMs: t0 + 1_200)])
+        #expect(w.deferredMessages == 0)
+        let cached = try r.deviceTable(cache: cache, nowMs: t0 + 2_000)
+        let fresh = try r.deviceTable(nowMs: t0 + 2_000)
+        #expect(cached.devices.map(\.registry) == fresh.devices.map(\.registry))
+        #expect(cached.devices.map(\.registry.lastSeq) == [2, 2, 1, 1, 1, 1])
+    }
+
     @Test func journalEntriesRoundTrip() throws {
         var rng = SplitMix64(seed: 1)
         var j = DeviceJournal()

@@ -12,12 +12,18 @@ public enum IngestClassifier {
     }
 
     public static func route(_ topic: String) -> Route {
-        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "fleet" else { return .other }
-        switch parts[2] {
-        case "telemetry": return .telemetry(topicDeviceID: String(parts[1]))
-        case "status": return .status(deviceID: String(parts[1]))
-        default: return .other
+        // Exactly three levels, `fleet/<id>/<kind>` (the id may be empty: the decoder says so).
+        var topic = topic
+        return topic.withUTF8 { b -> Route in
+            let slash = UInt8(ascii: "/")
+            guard b.count > 6, b[0] == UInt8(ascii: "f"), b[1] == UInt8(ascii: "l"), b[2] == UInt8(ascii: "e"),
+                  b[3] == UInt8(ascii: "e"), b[4] == UInt8(ascii: "t"), b[5] == slash,
+                  let end = b[6...].firstIndex(of: slash) else { return .other }
+            let kind = UnsafeBufferPointer(rebasing: b[(end + 1)...])
+            let id = { String(decoding: UnsafeBufferPointer(rebasing: b[6..<end]), as: UTF8.self) }
+            if kind.elementsEqual("telemetry".utf8) { return .telemetry(topicDeviceID: id()) }
+            if kind.elementsEqual("status".utf8) { return .status(deviceID: id()) }
+            return .other
         }
     }
 

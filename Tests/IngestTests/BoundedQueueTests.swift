@@ -1,4 +1,5 @@
 @testable import FleetIngest
+import FleetStore
 import Foundation
 import Testing
 
@@ -100,5 +101,47 @@ import Testing
         #expect(q.pop(max: 1, deadlineNs: monotonicNs()) == [0])
         #expect(pushed.wait(timeout: .now() + .seconds(30)) == .success)
         #expect(q.pop(max: 8, deadlineNs: monotonicNs()) == [1, 2])
+    }
+}
+
+/// Topic routing, against the obvious split-based definition.
+@Suite struct TopicRouteTests {
+    func reference(_ topic: String) -> IngestClassifier.Route {
+        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "fleet" else { return .other }
+        switch parts[2] {
+        case "telemetry": return .telemetry(topicDeviceID: String(parts[1]))
+        case "status": return .status(deviceID: String(parts[1]))
+        default: return .other
+        }
+    }
+
+    @Test(arguments: [
+        ("fleet/cam-1/telemetry", IngestClassifier.Route.telemetry(topicDeviceID: "cam-1")),
+        ("fleet/cam-1/status", .status(deviceID: "cam-1")),
+        ("fleet//telemetry", .telemetry(topicDeviceID: "")),
+        ("fleet/kamera-ü/telemetry", .telemetry(topicDeviceID: "kamera-ü")),
+        ("fleet/a/b/telemetry", .other),
+        ("fleet/a/telemetry/", .other),
+        ("fleet/a/telemetryx", .other),
+        ("fleet/a/", .other),
+        ("fleet/a", .other),
+        ("fleet/", .other),
+        ("fleetx/a/telemetry", .other),
+        ("Fleet/a/telemetry", .other),
+        ("", .other),
+    ])
+    func routes(topic: String, expected: IngestClassifier.Route) {
+        #expect(IngestClassifier.route(topic) == expected)
+        #expect(reference(topic) == expected)
+    }
+
+    @Test func agreesWithTheReferenceOnRandomTopics() {
+        let pieces = ["fleet", "status", "telemetry", "", "/", "a", "ü", "fleet/", "/telemetry", "x/y", "stat"]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<5_000 {
+            let topic = (0..<Int.random(in: 0...5, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined(separator: Bool.random(using: &rng) ? "/" : "")
+            #expect(IngestClassifier.route(topic) == reference(topic), "\(topic)")
+        }
     }
 }

@@ -4,8 +4,10 @@
 
 /// A blocking FIFO with a fixed capacity between the network thread and the writer.
 ///
-/// `push` blocks while the queue is full: backpressure reaches the MQTT socket (the broker then
-/// holds the messages), so memory stays bounded however fast devices publish.
+/// `push` blocks while the queue is full — `capacity` elements, or `maxCost` of their summed
+/// `cost` (bytes of payload) — so backpressure reaches the MQTT socket (the broker then holds
+/// the messages), and memory stays bounded however fast devices publish and however large their
+/// messages are. One element costing more than `maxCost` is let in alone.
 /// `@unchecked Sendable`: all state is guarded by `mutex`.
 public final class BoundedQueue<Element>: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
@@ -14,12 +16,21 @@ public final class BoundedQueue<Element>: @unchecked Sendable {
     private var items: [Element?]
     private var head = 0
     private var count = 0
+    private var totalCost = 0
     private var closed = false
+    /// How many elements the waiting consumer wants before it is woken (`Int.max`: none waits).
+    private var wanted = Int.max
+    /// Producers blocked on a full queue: a consumer waiting for more takes what there is.
+    private var blockedProducers = 0
     public let capacity: Int
+    public let maxCost: Int
+    private let cost: @Sendable (Element) -> Int
 
-    public init(capacity: Int) {
-        precondition(capacity > 0)
+    public init(capacity: Int, maxCost: Int = .max, cost: @escaping @Sendable (Element) -> Int = { _ in 0 }) {
+        precondition(capacity > 0 && maxCost > 0)
         self.capacity = capacity
+        self.maxCost = maxCost
+        self.cost = cost
         items = Array(repeating: nil, count: capacity)
         pthread_mutex_init(&mutex, nil)
         var attr = pthread_condattr_t()
@@ -39,29 +50,34 @@ public final class BoundedQueue<Element>: @unchecked Sendable {
     /// Appends, waiting while full. False if the queue was closed (the element is not taken).
     @discardableResult
     public func push(_ e: Element) -> Bool {
+        let c = cost(e)
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        while count == capacity && !closed { pthread_cond_wait(&notFull, &mutex) }
+        while (count == capacity || (count > 0 && totalCost + c > maxCost)) && !closed {
+            // A consumer waiting for a fuller batch would wait for nothing: wake it.
+            if wanted != .max { pthread_cond_signal(&notEmpty) }
+            blockedProducers += 1
+            pthread_cond_wait(&notFull, &mutex)
+            blockedProducers -= 1
+        }
         if closed { return false }
         items[(head + count) % capacity] = e
         count += 1
+        totalCost += c
         // Wake the consumer only once it has what it waits for: one wake-up per batch.
         if count == wanted { pthread_cond_signal(&notEmpty) }
         return true
     }
 
-    /// How many elements the waiting consumer wants before it is woken (`Int.max`: none waits).
-    private var wanted = Int.max
-
     /// Takes up to `max` elements, waiting until at least `atLeast` are there (at most the
-    /// capacity), the queue is closed, or `deadlineNs` (CLOCK_MONOTONIC) passes; then takes
-    /// what there is. Empty when the deadline passed with nothing, or closed and drained.
+    /// capacity), the queue is full or closed, or `deadlineNs` (CLOCK_MONOTONIC) passes; then
+    /// takes what there is. Empty when the deadline passed with nothing, or closed and drained.
     public func pop(max: Int, deadlineNs: UInt64, atLeast: Int = 1) -> [Element] {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         var ts = timespec(tv_sec: Int(deadlineNs / 1_000_000_000), tv_nsec: Int(deadlineNs % 1_000_000_000))
         let want = Swift.max(1, Swift.min(atLeast, capacity))
-        while count < want && !closed {
+        while count < want && !closed && (count == 0 || blockedProducers == 0) {
             wanted = want
             let rc = pthread_cond_timedwait(&notEmpty, &mutex, &ts)
             wanted = Int.max
@@ -71,7 +87,9 @@ public final class BoundedQueue<Element>: @unchecked Sendable {
         var out: [Element] = []
         out.reserveCapacity(n)
         for _ in 0..<n {
-            out.append(items[head]!)
+            let e = items[head]!
+            totalCost -= cost(e)
+            out.append(e)
             items[head] = nil
             head = (head + 1) % capacity
         }

@@ -20,6 +20,8 @@ public struct IngestConfig: Sendable {
     public var batchSize = 2000
     public var batchIntervalMs: UInt64 = 50
     public var queueCapacity = 20_000
+    /// Payload bytes the queue holds at most (with `queueCapacity`, what bounds memory).
+    public var queueMaxBytes = 64 << 20
     public var staleAfterMs: Int64 = 5 * 60_000
     public var ratePerDevice = 50.0
     public var burstPerDevice = 5_000.0
@@ -84,7 +86,13 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
     public init(config: IngestConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
-        queue = BoundedQueue(capacity: config.queueCapacity)
+        queue = BoundedQueue(capacity: config.queueCapacity, maxCost: config.queueMaxBytes) { item in
+            switch item {
+            case .telemetry(_, _, let payload, _): payload.count
+            case .ingest(.rejected(let q)): q.payload.count
+            case .ingest, .status: 0
+            }
+        }
         writer = try StoreWriter(path: config.dbPath, options: config.store)
         limiter = RateLimiter(ratePerSecond: config.ratePerDevice, burst: config.burstPerDevice)
         scheduler = ReplayScheduler(maxAttempts: config.replayMaxAttempts, firstRetryMs: config.replayFirstRetryMs)

@@ -266,6 +266,17 @@ public final class MQTTClient: @unchecked Sendable {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+    /// CPU seconds the network thread has used (libmosquitto's I/O and the message callbacks);
+    /// nil before `start` or after `stop`.
+    public var networkThreadCPUSeconds: Double? {
+        guard let t = withLock({ started ? thread : nil }) else { return nil }
+        var clock = clockid_t()
+        guard pthread_getcpuclockid(t, &clock) == 0 else { return nil }
+        var ts = timespec()
+        guard clock_gettime(clock, &ts) == 0 else { return nil }
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
     /// Subscribes now (if connected) and after every reconnect.
     public func subscribe(_ topic: String, qos: Int32 = 1) throws {
         withLock { subscriptions.append((topic, qos)) }

@@ -55,6 +55,28 @@ func benchDecode() {
     print("decode+validate: \(path), \(bytes.count) bytes, \(m.records.count) records, one thread, \(fmt(seconds)) s per measurement")
 
     let batch = 1000
+    if let n = option("--fleet").flatMap({ Int($0) }) {
+        // The end-to-end benchmark's messages (1,000 devices, each different), decoded once each.
+        var fleet = SyntheticFleet(devices: 1000)
+        let payloads = (0..<n).map { i -> [UInt8] in
+            var m = fleet.message(device: i % 1000, n: Int64(i / 1000))
+            m.schemaVersion = 1
+            m.device.accelerator = DeviceInfo.unknownAccelerator
+            return TelemetryEncoder.encode(m)
+        }
+        let bytes = payloads.reduce(0) { $0 + $1.count }
+        for _ in 0..<3 {
+            let start = monotonicSeconds()
+            for p in payloads {
+                p.withUnsafeBytes { raw in
+                    if case .success(let m) = TelemetryDecoder.decode(raw, receivedAtMs: now + 3_600_000, topicDeviceID: nil) { sink &+= m.records.count }
+                }
+            }
+            let secs = monotonicSeconds() - start
+            print("  \(n) fleet messages (\(bytes / n) bytes each): \(fmt(Double(n) / secs)) msgs/s, \(fmt(secs / Double(n) * 1e6)) µs each")
+        }
+        return
+    }
     let ours = rate(seconds: seconds) {
         bytes.withUnsafeBytes { raw in
             for _ in 0..<batch {

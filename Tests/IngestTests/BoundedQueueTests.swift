@@ -145,3 +145,47 @@ import Testing
         }
     }
 }
+
+/// The byte bound: payload bytes queued never exceed `maxCost` (one larger element alone).
+@Suite struct BoundedQueueCostTests {
+    @Test func pushBlocksWhileTheCostWouldExceedTheBound() {
+        let q = BoundedQueue<Int>(capacity: 100, maxCost: 10) { $0 }
+        q.push(6)
+        let pushed = DispatchSemaphore(value: 0)
+        let producer = Thread {
+            q.push(5)
+            pushed.signal()
+        }
+        producer.start()
+        #expect(pushed.wait(timeout: .now() + .milliseconds(100)) == .timedOut)
+        #expect(q.pop(max: 1, deadlineNs: monotonicNs()) == [6])
+        #expect(pushed.wait(timeout: .now() + .seconds(30)) == .success)
+        #expect(q.pop(max: 8, deadlineNs: monotonicNs()) == [5])
+    }
+
+    @Test func anElementAboveTheBoundGoesInAlone() {
+        let q = BoundedQueue<Int>(capacity: 100, maxCost: 10) { $0 }
+        #expect(q.push(50))
+        #expect(q.pop(max: 8, deadlineNs: monotonicNs()) == [50])
+    }
+
+    /// A consumer waiting for a batch larger than the byte bound allows is woken by the
+    /// blocked producer, long before its deadline.
+    @Test func aBlockedProducerWakesAConsumerWaitingForMore() {
+        let q = BoundedQueue<Int>(capacity: 100, maxCost: 10) { $0 }
+        let producer = Thread {
+            for _ in 0..<6 { q.push(4) }
+            q.close()
+        }
+        producer.start()
+        let start = monotonicNs()
+        var got: [Int] = []
+        while got.count < 6 {
+            let batch = q.pop(max: 100, deadlineNs: start + 60_000_000_000, atLeast: 100)
+            #expect(batch.reduce(0, +) <= 10)
+            got += batch
+        }
+        #expect(got == Array(repeating: 4, count: 6))
+        #expect(monotonicNs() - start < 30_000_000_000)
+    }
+}

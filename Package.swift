@@ -56,7 +56,9 @@ let package = Package(
         // MARK: - Adapters: one C library or protocol each
         .target(name: "SQLiteKit", dependencies: ["CSQLite"], swiftSettings: strict),
         .target(name: "FleetStore", dependencies: ["FleetCore", "SQLiteKit", "CSQLite"], swiftSettings: strict),
-        .target(name: "FleetMQTT", dependencies: ["CMosquitto"], swiftSettings: strict),
+        /// Buffered socket I/O under libmosquitto (docs/architecture.md, "MQTT I/O").
+        .target(name: "CBufferedSocketIO"),
+        .target(name: "FleetMQTT", dependencies: ["CMosquitto", "CBufferedSocketIO"], swiftSettings: strict),
         .target(
             name: "FleetIngest",
             dependencies: [

@@ -92,10 +92,12 @@ import Testing
         #expect(ingester.wait() == 0)
     }
 
-    @Test func brokerRestartLosesNothingOnceItIsBack() throws {
+    /// Both ways of driving libmosquitto: buffered socket I/O (the default) and its own loop.
+    @Test(arguments: ["1", "0"])
+    func brokerRestartLosesNothingOnceItIsBack(bufferedIO: String) throws {
         let broker = try Broker()
         let tmp = TempDir()
-        let ingester = try Ingester(broker: broker, db: tmp.db)
+        let ingester = try Ingester(broker: broker, db: tmp.db, environment: ["FLEETWATCH_MQTT_BUFFERED_IO": bufferedIO])
         let fleet = try TestFleet(broker: broker)
         defer { fleet.stop() }
         for s: Int64 in 1...200 { try fleet.publish("dev-\(s % 4)", s / 4 + 1) }

@@ -13,11 +13,13 @@ enum { IN_CAP = 65536, OUT_CAP = 65536 };
 
 static ssize_t (*real_read)(int, void *, size_t);
 static ssize_t (*real_write)(int, const void *, size_t);
+static int (*real_close)(int);
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void resolve(void) {
     real_read = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
     real_write = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+    real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
 }
 
 static inline void ready(void) {
@@ -68,6 +70,18 @@ ssize_t write(int fd, const void *buf, size_t n) {
     memcpy(outbuf + out_len, buf, n);
     out_len += n;
     return (ssize_t)n;
+}
+
+// The library closing the claimed socket (a DISCONNECT sent, an error, a keepalive timeout):
+// what it wrote goes out first (DISCONNECT must reach the broker, or it publishes the will),
+// and the claim ends before the fd number can be reused.
+int close(int fd) {
+    ready();
+    if (fd == claimed && fd >= 0) {
+        (void)fwio_flush();
+        fwio_release();
+    }
+    return real_close(fd);
 }
 
 int fwio_flush(void) {

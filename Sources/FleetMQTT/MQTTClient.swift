@@ -307,8 +307,11 @@ public final class MQTTClient: @unchecked Sendable {
             }
         }
         let rc = mosquitto_loop_misc(mosq)
-        // An error here is the connection's: the next read finds it and reconnects.
-        _ = fwio_flush()
+        // (A socket libmosquitto closed has ended the claim: CBufferedSocketIO's close.)
+        if fwio_claimed() == sock {
+            // An error here is the connection's: the next read finds it and reconnects.
+            _ = fwio_flush()
+        }
         return rc
     }
 

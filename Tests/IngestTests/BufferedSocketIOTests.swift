@@ -144,3 +144,54 @@ import Testing
         #expect(got == [1] + large)
     }
 }
+
+/// A clean stop through buffered I/O still sends DISCONNECT before the socket closes, so the
+/// broker does not publish the client's will.
+@Suite struct BufferedStopTests {
+    final class Connected: MQTTClientDelegate, @unchecked Sendable {
+        let lock = NSLock()
+        var up = false
+        func mqttMessage(topic: String, payload: UnsafeRawBufferPointer, qos: Int32, retained: Bool) {}
+        func mqttConnected(code: Int32, sessionPresent: Bool) { lock.withLock { up = code == 0 } }
+        func mqttDisconnected(code: Int32) {}
+        var isUp: Bool { lock.withLock { up } }
+    }
+
+    @Test func aCleanStopPublishesNoWill() throws {
+        let broker = try Broker()
+        let peer = try MQTTConnectionSetTests.Peer(broker: broker, subscribe: ["fleet/+/status"])
+        try peer.waitSubscribed(probeTopic: "fleet/probe/status")
+        for i in 0..<3 {
+            var o = MQTTOptions(host: "127.0.0.1", port: broker.port, clientID: "leaver-\(i)")
+            o.will = (topic: "fleet/leaver-\(i)/status", payload: Array("gone".utf8), qos: 1, retain: false)
+            let d = Connected()
+            let c = try MQTTClient(o, delegate: d)
+            try c.start()
+            try eventually(timeout: 10, "leaver-\(i) connected") { d.isUp }
+            c.stop()
+        }
+        // A sentinel through the same broker to the same subscriber, sent after the leavers'
+        // sockets closed, comes after any will the broker would have published.
+        try peer.client.publish("fleet/sentinel/status", Array("sentinel".utf8), qos: 1)
+        try eventually(timeout: 10, "the sentinel") { peer.messages.contains { $0.payload == "sentinel" } }
+        #expect(!peer.messages.contains { $0.topic.hasPrefix("fleet/leaver") })
+        peer.client.stop()
+    }
+}
+
+extension BufferedSocketIOTests {
+    /// Closing the claimed socket sends what was held and ends the claim (the fd number may be
+    /// reused at once by anyone).
+    @Test func closingTheClaimedSocketFlushesAndReleases() {
+        let (a, b) = socketPair()
+        defer { close(b) }
+        fwio_claim(a)
+        send(a, [1, 2, 3])
+        #expect(fwio_pending_output() == 3)
+        #expect(close(a) == 0)
+        #expect(fwio_claimed() == -1)
+        #expect(fwio_pending_output() == 0)
+        #expect(receive(b) == [1, 2, 3])
+        #expect(receive(b) == [])  // and then the end of the stream
+    }
+}

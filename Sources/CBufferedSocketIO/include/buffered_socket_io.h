@@ -7,7 +7,8 @@
 // read(2)/write(2) calls (libmosquitto reads each MQTT packet's fixed header a byte at a time
 // and writes every PUBACK on its own). This file defines read() and write() for the process;
 // they pass every call straight to the C library's, except calls made on a thread that has
-// claimed a socket, for that socket. See docs/architecture.md ("MQTT I/O").
+// claimed a socket, for that socket. close() of the claimed socket on that thread sends the
+// held output and ends the claim first. See docs/architecture.md ("MQTT I/O").
 
 /// 1 if this process's read() and write() are the ones below (the executable exports them, so
 /// shared libraries bind to them); 0 if not, and claiming then buffers nothing.

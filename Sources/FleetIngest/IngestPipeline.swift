@@ -49,9 +49,8 @@ public struct IngestConfig: Sendable {
 /// retention. Every telemetry message ends in exactly one place: stored, duplicate, or
 /// quarantined with its reason (counted in the same transaction).
 ///
-/// Threads: libmosquitto's network thread runs `mqttMessage` (route, rate limit, push, which
-/// blocks when the queue is full); the thread that calls `run()` decodes each batch and is the
-/// only writer.
+/// Threads: libmosquitto's network thread runs `mqttMessage` (route, rate limit, decode, push,
+/// which blocks when the queue is full); the thread that calls `run()` is the only writer.
 /// `@unchecked Sendable`: `limiter` is touched only on the network thread, `writer` and
 /// `scheduler` only on the run thread; `stopping` is an atomic-enough flag read under the
 /// queue's lock semantics (it only ever goes from false to true).
@@ -75,11 +74,8 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
     private var rulesLock = NSLock()
 
     enum QueueItem {
-        /// A telemetry payload as received, decoded by the writer thread: decoding a batch in
-        /// one run keeps the decoder hot in cache, and the message is allocated, stored and
-        /// freed on one thread.
-        case telemetry(topic: String, deviceID: String, payload: [UInt8], receivedMs: Int64)
-        case ingest(IngestItem)
+        /// A decoded message or a refusal, with the size of its payload (the queue's byte bound).
+        case ingest(IngestItem, bytes: Int)
         case status(deviceID: String, online: Bool, tsMs: Int64)
     }
 
@@ -88,9 +84,8 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         self.logger = logger
         queue = BoundedQueue(capacity: config.queueCapacity, maxCost: config.queueMaxBytes) { item in
             switch item {
-            case .telemetry(_, _, let payload, _): payload.count
-            case .ingest(.rejected(let q)): q.payload.count
-            case .ingest, .status: 0
+            case .ingest(_, let bytes): bytes
+            case .status: 0
             }
         }
         writer = try StoreWriter(path: config.dbPath, options: config.store)
@@ -157,19 +152,16 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         let now = wallClockMs()
         switch IngestClassifier.route(topic) {
         case .telemetry(let id):
-            let item: QueueItem
-            if !limiter.allow(id, nowMs: now) {
-                item = .ingest(.rejected(QuarantineEntry(
+            let item: IngestItem
+            if limiter.allow(id, nowMs: now) {
+                item = IngestClassifier.classify(topic: topic, topicDeviceID: id, payload: payload, receivedMs: now)
+            } else {
+                item = .rejected(QuarantineEntry(
                     receivedMs: now, topic: topic, deviceID: id, reason: .rateLimited,
                     detail: "device over \(Int(config.ratePerDevice)) messages/s (burst \(Int(config.burstPerDevice)))",
-                    payload: Array(payload.prefix(QuarantineEntry.maxPayloadBytes)))))
-            } else if payload.count > TelemetryDecoder.maxMessageBytes {
-                // Refused here, so the queue never holds more than the limit per message.
-                item = .ingest(IngestClassifier.classify(topic: topic, topicDeviceID: id, payload: payload, receivedMs: now))
-            } else {
-                item = .telemetry(topic: topic, deviceID: id, payload: Array(payload), receivedMs: now)
+                    payload: Array(payload.prefix(QuarantineEntry.maxPayloadBytes))))
             }
-            if !queue.push(item) {
+            if !queue.push(.ingest(item, bytes: payload.count)) {
                 // Closed while shutting down: the broker keeps what we did not take (QoS 1,
                 // persistent session) only if not yet acknowledged, so say so loudly.
                 logger.warning("message arrived during shutdown and was not stored; seq-gap replay will ask for it again", metadata: ["topic": "\(topic)"])
@@ -264,9 +256,7 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         ingest.reserveCapacity(items.count)
         for item in items {
             switch item {
-            case .telemetry(let topic, let id, let payload, let receivedMs):
-                ingest.append(payload.withUnsafeBytes { IngestClassifier.classify(topic: topic, topicDeviceID: id, payload: $0, receivedMs: receivedMs) })
-            case .ingest(let i): ingest.append(i)
+            case .ingest(let i, _): ingest.append(i)
             case .status(let id, let online, let ts):
                 if !ingest.isEmpty { try write(ingest, behind: behind); ingest.removeAll(keepingCapacity: true) }
                 try writer.setState(deviceID: id, online: online, tsMs: ts)

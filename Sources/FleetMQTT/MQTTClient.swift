@@ -32,6 +32,9 @@ public struct MQTTOptions: Sendable {
     public var reconnectDelayMaxSeconds: UInt32 = 30
     /// A will (last message the broker publishes if we vanish).
     public var will: (topic: String, payload: [UInt8], qos: Int32, retain: Bool)?
+    /// Drive libmosquitto through buffered socket I/O where the process can
+    /// (`MQTTClient.bufferedIO`); false: `mosquitto_loop` as shipped.
+    public var bufferedIO = true
 
     public init(host: String, port: Int, clientID: String) {
         self.host = host
@@ -106,6 +109,8 @@ public final class MQTTClient: @unchecked Sendable {
     /// Wakes the network thread's poll when another thread queued a packet (buffered I/O only;
     /// libmosquitto's own wake-up socketpair is what `mosquitto_loop` selects on).
     private let wakeFD: Int32
+    /// `bufferedIO` for this client: the process can, and its options ask for it.
+    private let buffered: Bool
 
     /// Whether the network thread drives libmosquitto through buffered socket I/O (`pump`):
     /// this process's read/write are CBufferedSocketIO's, and FLEETWATCH_MQTT_BUFFERED_IO is
@@ -119,6 +124,7 @@ public final class MQTTClient: @unchecked Sendable {
         self.options = options
         self.delegate = delegate
         wakeFD = fwio_wake_fd()
+        buffered = Self.bufferedIO && options.bufferedIO
         pthread_mutex_init(&lock, nil)
         pthread_cond_init(&wake, nil)
         let id = options.clientID.isEmpty ? nil : options.clientID
@@ -246,10 +252,10 @@ public final class MQTTClient: @unchecked Sendable {
                     fwio_release()
                     return
                 }
-                _ = Self.bufferedIO ? pump(timeoutMs: 100) : mosquitto_loop(mosq, 100, 1)
+                _ = buffered ? pump(timeoutMs: 100) : mosquitto_loop(mosq, 100, 1)
                 continue
             }
-            let rc = Self.bufferedIO ? pump(timeoutMs: 1000) : mosquitto_loop(mosq, 1000, 1)
+            let rc = buffered ? pump(timeoutMs: 1000) : mosquitto_loop(mosq, 1000, 1)
             if withLock({ let a = accepted; accepted = false; return a }) { failures = 0 }
             if rc == MOSQ_ERR_SUCCESS.rawValue || withLock({ stopping }) { continue }
             // Down. libmosquitto has closed the socket and fired on_disconnect when there was
@@ -287,9 +293,22 @@ public final class MQTTClient: @unchecked Sendable {
             if fds[1].revents != 0 { fwio_drain_wake(wakeFD) }
             readable = fds[0].revents & Int16(POLLIN | POLLERR | POLLHUP) != 0
         }
+        /// What the packets read so far queued (PUBACKs) goes out now.
+        func writeQueued() -> Int32 {
+            guard mosquitto_want_write(mosq) else { return ok }
+            let rc = mosquitto_loop_write(mosq, 1)
+            if rc != ok || mosquitto_socket(mosq) != sock {
+                fwio_release()
+                return rc == ok ? MOSQ_ERR_CONN_LOST.rawValue : rc
+            }
+            if fwio_claimed() == sock { _ = fwio_flush() }
+            return ok
+        }
         if readable {
-            // Every packet that is there, bounded so writes and keepalive get their turn.
-            for _ in 0..<4096 {
+            // Every packet that is there, bounded so keepalive gets its turn. PUBACKs leave every
+            // 32 packets: the broker looks each one up in its list of messages in flight to us,
+            // so letting thousands pile up makes every acknowledgement slow for it.
+            for i in 1...4096 {
                 let rc = mosquitto_loop_read(mosq, 1)
                 if rc != ok || mosquitto_socket(mosq) != sock {
                     fwio_release()
@@ -297,15 +316,14 @@ public final class MQTTClient: @unchecked Sendable {
                 }
                 // Unbuffered (out of memory) reads one packet per poll, as libmosquitto does.
                 if fwio_claimed() != sock || (fwio_pending_input() == 0 && fwio_drained() != 0) { break }
+                if i % 32 == 0 {
+                    let rc = writeQueued()
+                    if rc != ok { return rc }
+                }
             }
         }
-        if mosquitto_want_write(mosq) {
-            let rc = mosquitto_loop_write(mosq, 1)
-            if rc != ok || mosquitto_socket(mosq) != sock {
-                fwio_release()
-                return rc
-            }
-        }
+        let wrc = writeQueued()
+        if wrc != ok { return wrc }
         let rc = mosquitto_loop_misc(mosq)
         // (A socket libmosquitto closed has ended the claim: CBufferedSocketIO's close.)
         if fwio_claimed() == sock {
@@ -316,7 +334,7 @@ public final class MQTTClient: @unchecked Sendable {
     }
 
     private func wakeNetworkThread() {
-        if Self.bufferedIO && wakeFD >= 0 { fwio_wake(wakeFD) }
+        if buffered && wakeFD >= 0 { fwio_wake(wakeFD) }
     }
 
     private func waitUnlessStopping(seconds: Double) {

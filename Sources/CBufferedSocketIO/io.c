@@ -5,8 +5,10 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 enum { IN_CAP = 65536, OUT_CAP = 65536 };
@@ -14,12 +16,14 @@ enum { IN_CAP = 65536, OUT_CAP = 65536 };
 static ssize_t (*real_read)(int, void *, size_t);
 static ssize_t (*real_write)(int, const void *, size_t);
 static int (*real_close)(int);
+static int (*real_socketpair)(int, int, int, int[2]);
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void resolve(void) {
     real_read = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
     real_write = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
     real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
+    real_socketpair = (int (*)(int, int, int, int[2]))dlsym(RTLD_NEXT, "socketpair");
 }
 
 static inline void ready(void) {
@@ -32,6 +36,27 @@ static __thread size_t in_pos, in_len;
 static __thread int drained;
 static __thread unsigned char *outbuf;
 static __thread size_t out_len;
+
+// Muted fds (stored as fd + 1; 0 is a free slot), any thread. Few: one per MQTT client.
+enum { MUTE_SLOTS = 64 };
+static _Atomic int muted[MUTE_SLOTS];
+static _Atomic int muted_count;
+
+static int is_muted(int fd) {
+    for (int i = 0; i < MUTE_SLOTS; i++)
+        if (atomic_load_explicit(&muted[i], memory_order_relaxed) == fd + 1) return 1;
+    return 0;
+}
+
+static void unmute(int fd) {
+    for (int i = 0; i < MUTE_SLOTS; i++) {
+        int expected = fd + 1;
+        if (atomic_compare_exchange_strong(&muted[i], &expected, 0)) atomic_fetch_sub(&muted_count, 1);
+    }
+}
+
+static __thread int capturing;
+static __thread int captured_write_end = -1;
 
 ssize_t read(int fd, void *buf, size_t n) {
     ready();
@@ -58,7 +83,11 @@ ssize_t read(int fd, void *buf, size_t n) {
 
 ssize_t write(int fd, const void *buf, size_t n) {
     ready();
-    if (fd != claimed || fd < 0) return real_write(fd, buf, n);
+    if (fd != claimed || fd < 0) {
+        // A muted wake-up byte: nobody reads it (see fwio_mute).
+        if (n == 1 && atomic_load_explicit(&muted_count, memory_order_relaxed) > 0 && fd >= 0 && is_muted(fd)) return 1;
+        return real_write(fd, buf, n);
+    }
     if (out_len + n > OUT_CAP) {
         if (fwio_flush() < 0) return -1;
         if (out_len + n > OUT_CAP) {
@@ -81,8 +110,44 @@ int close(int fd) {
         (void)fwio_flush();
         fwio_release();
     }
+    // The number may be reused for something that must be written to.
+    if (atomic_load_explicit(&muted_count, memory_order_relaxed) > 0 && fd >= 0) unmute(fd);
     return real_close(fd);
 }
+
+int socketpair(int domain, int type, int protocol, int sv[2]) {
+    ready();
+    int r = real_socketpair(domain, type, protocol, sv);
+    if (r == 0 && capturing) captured_write_end = sv[1];
+    return r;
+}
+
+void fwio_capture_socketpair(void) {
+    capturing = 1;
+    captured_write_end = -1;
+}
+
+int fwio_captured_socketpair(void) {
+    capturing = 0;
+    int fd = captured_write_end;
+    captured_write_end = -1;
+    return fd;
+}
+
+int fwio_mute(int fd) {
+    if (fd < 0) return -1;
+    if (is_muted(fd)) return 0;
+    for (int i = 0; i < MUTE_SLOTS; i++) {
+        int expected = 0;
+        if (atomic_compare_exchange_strong(&muted[i], &expected, fd + 1)) {
+            atomic_fetch_add(&muted_count, 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int fwio_is_muted(int fd) { return fd >= 0 && is_muted(fd); }
 
 int fwio_flush(void) {
     ready();

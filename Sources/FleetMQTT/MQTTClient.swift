@@ -1,5 +1,6 @@
 import CBufferedSocketIO
 import CMosquitto
+import Synchronization
 import Foundation
 
 #if canImport(Glibc)
@@ -111,6 +112,9 @@ public final class MQTTClient: @unchecked Sendable {
     private let wakeFD: Int32
     /// `bufferedIO` for this client: the process can, and its options ask for it.
     private let buffered: Bool
+    /// The write end of libmosquitto's wake-up socketpair, muted (CBufferedSocketIO) because
+    /// `pump` does not read it; -1 when not muted.
+    private let mutedLibraryWakeFD = Atomic<Int32>(-1)
 
     /// Whether the network thread drives libmosquitto through buffered socket I/O (`pump`):
     /// this process's read/write are CBufferedSocketIO's, and FLEETWATCH_MQTT_BUFFERED_IO is
@@ -128,10 +132,14 @@ public final class MQTTClient: @unchecked Sendable {
         pthread_mutex_init(&lock, nil)
         pthread_cond_init(&wake, nil)
         let id = options.clientID.isEmpty ? nil : options.clientID
-        guard let m = mosquitto_new(id, options.cleanStart || id == nil, nil) else {
+        if buffered { fwio_capture_socketpair() }
+        let created = mosquitto_new(id, options.cleanStart || id == nil, nil)
+        let libraryWake = buffered ? fwio_captured_socketpair() : -1
+        guard let m = created else {
             throw MQTTError(code: MOSQ_ERR_NOMEM.rawValue, context: "creating the MQTT client")
         }
         mosq = m
+        if libraryWake >= 0 && fwio_mute(libraryWake) == 0 { mutedLibraryWakeFD.store(libraryWake, ordering: .relaxed) }
         mosquitto_user_data_set(mosq, Unmanaged.passUnretained(self).toOpaque())
         let version = options.protocolVersion == .v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311
         try check(mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, Int32(version)), "setting the protocol version")
@@ -193,6 +201,23 @@ public final class MQTTClient: @unchecked Sendable {
         if rc != MOSQ_ERR_SUCCESS.rawValue { throw MQTTError(code: rc, context: context) }
     }
 
+    /// Runs a libmosquitto call that may (re)open its wake-up socketpair (`mosquitto_new` opens
+    /// it; some libmosquitto versions close it and open a new one in `mosquitto_connect*`) and,
+    /// for a client driven by `pump`, mutes the new pair's write end: `pump` never reads it (our
+    /// eventfd does its job), so the byte libmosquitto writes there for every packet it queues
+    /// would be a wasted system call. (A closed pair is unmuted by CBufferedSocketIO's close.)
+    private func muteLibraryWake<T>(_ call: () -> T) -> T {
+        guard buffered else { return call() }
+        fwio_capture_socketpair()
+        let result = call()
+        let w = fwio_captured_socketpair()
+        if w >= 0 { mutedLibraryWakeFD.store(fwio_mute(w) == 0 ? w : -1, ordering: .relaxed) }
+        return result
+    }
+
+    /// For tests: the muted write end of libmosquitto's socketpair, or -1.
+    var libraryWakeFD: Int32 { mutedLibraryWakeFD.load(ordering: .relaxed) }
+
     private func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
@@ -215,7 +240,7 @@ public final class MQTTClient: @unchecked Sendable {
             defer { mosquitto_property_free_all(&props) }
             // Blocking TCP connect and TLS handshake; the CONNECT it queues is written by the
             // network thread. libmosquitto keeps the properties for every reconnect.
-            let rc = mosquitto_connect_bind_v5(mosq, options.host, Int32(options.port), Int32(options.keepAliveSeconds), nil, props)
+            let rc = muteLibraryWake { mosquitto_connect_bind_v5(mosq, options.host, Int32(options.port), Int32(options.keepAliveSeconds), nil, props) }
             let retried = [MOSQ_ERR_SUCCESS, MOSQ_ERR_ERRNO, MOSQ_ERR_CONN_REFUSED, MOSQ_ERR_TLS].map(\.rawValue)
             if !retried.contains(rc) {
                 try check(rc, "connecting to \(options.host):\(options.port)")
@@ -267,7 +292,7 @@ public final class MQTTClient: @unchecked Sendable {
             // Blocking; a failure here (refused, TLS) leaves no socket: the next mosquitto_loop
             // returns MOSQ_ERR_NO_CONN and we back off again. The handshake is not buffered.
             fwio_release()
-            _ = mosquitto_reconnect(mosq)
+            _ = muteLibraryWake { mosquitto_reconnect(mosq) }
         }
     }
 

@@ -1,5 +1,5 @@
 import CBufferedSocketIO
-import FleetMQTT
+@testable import FleetMQTT
 import Foundation
 import Testing
 
@@ -193,5 +193,78 @@ extension BufferedSocketIOTests {
         #expect(fwio_pending_output() == 0)
         #expect(receive(b) == [1, 2, 3])
         #expect(receive(b) == [])  // and then the end of the stream
+    }
+}
+
+extension BufferedSocketIOTests {
+    /// libmosquitto's wake-up byte per queued packet, muted: one-byte writes to the muted fd
+    /// return 1 and send nothing, from any thread; longer writes and other fds pass; closing the
+    /// fd unmutes its number.
+    @Test func aMutedWakeUpSocketTakesOneByteWritesAndSendsNothing() {
+        fwio_capture_socketpair()
+        let (r, w) = socketPair()
+        #expect(fwio_captured_socketpair() == w)
+        #expect(fwio_captured_socketpair() == -1)  // taken once
+        #expect(fwio_mute(w) == 0)
+        #expect(fwio_is_muted(w) == 1)
+        #expect(fwio_is_muted(r) == 0)
+        send(w, [0])
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            _ = [UInt8]([0]).withUnsafeBytes { write(w, $0.baseAddress, 1) }
+            done.signal()
+        }.start()
+        done.wait()
+        #expect(receive(r) == nil && errno == EAGAIN)
+        send(w, [1, 2])
+        #expect(receive(r) == [1, 2])
+        close(w)
+        #expect(fwio_is_muted(w) == 0)
+        // Not capturing: nothing noted. The closed number, reused, is written for real.
+        let (c, d) = socketPair()
+        defer { close(r); close(c); close(d) }
+        #expect(fwio_captured_socketpair() == -1)
+        #expect(fwio_is_muted(c) == 0 && fwio_is_muted(d) == 0)
+        send(c, [9])
+        send(d, [8])
+        #expect(receive(d) == [9])
+        #expect(receive(c) == [8])
+    }
+
+    /// A client driven by `pump` mutes libmosquitto's socketpair (the one `mosquitto_new` opens,
+    /// or the one a connect opens anew on versions that do); a client on `mosquitto_loop`,
+    /// which selects on it, does not; destroying the client closes and unmutes it. Publishing
+    /// from another thread still reaches the broker (our eventfd wakes the network thread).
+    @Test func aBufferedClientMutesLibmosquittosWakeUpSocket() throws {
+        let broker = try Broker()
+        let peer = try MQTTConnectionSetTests.Peer(broker: broker, subscribe: ["fleet/+/status"])
+        try peer.waitSubscribed(probeTopic: "fleet/probe/status")
+        var muted: Int32 = -1
+        do {
+            let d = BufferedStopTests.Connected()
+            let c = try MQTTClient(MQTTOptions(host: "127.0.0.1", port: broker.port, clientID: "mute-test"), delegate: d)
+            try c.start()
+            try eventually(timeout: 10, "mute-test connected") { d.isUp }
+            muted = c.libraryWakeFD
+            if MQTTClient.bufferedIO {
+                #expect(muted >= 0)
+                #expect(fwio_is_muted(muted) == 1)
+            } else {
+                #expect(muted == -1)
+            }
+            for i in 0..<50 { try c.publish("fleet/mute-\(i)/status", Array("m\(i)".utf8), qos: 1) }
+            try eventually(timeout: 10, "50 publishes") { peer.messages.filter { $0.topic.hasPrefix("fleet/mute-") }.count == 50 }
+            c.stop()
+        }
+        if muted >= 0 { #expect(fwio_is_muted(muted) == 0) }
+        var o = MQTTOptions(host: "127.0.0.1", port: broker.port, clientID: "loop-test")
+        o.bufferedIO = false
+        let d = BufferedStopTests.Connected()
+        let stock = try MQTTClient(o, delegate: d)
+        try stock.start()
+        try eventually(timeout: 10, "loop-test connected") { d.isUp }
+        #expect(stock.libraryWakeFD == -1)
+        stock.stop()
+        peer.client.stop()
     }
 }

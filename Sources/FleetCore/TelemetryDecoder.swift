@@ -258,7 +258,7 @@ private struct DecoderState {
     var unsupportedSchema = false
     var schemaText = ""
     /// Offsets of record members, by `RF` raw value, for "not allowed for this kind".
-    var memberOffsets = [Int](repeating: 0, count: RF.allCases.count)
+    var memberOffsets = InlineArray<21, Int>(repeating: 0)
 
     // Version-dependent findings, judged once `schema` is known (it may come last).
     var version: Int?
@@ -274,6 +274,7 @@ private struct DecoderState {
         cur = JSONCursor(bytes, maxDepth: TelemetryDecoder.maxDepth)
         self.receivedAtMs = receivedAtMs
         self.tracking = tracking
+        assert(RF.allCases.count == memberOffsets.count)
         if tracking { path.reserveCapacity(8) }
     }
 
@@ -527,7 +528,9 @@ private struct DecoderState {
         var close = 0
         var seen: UInt32 = 0
         var unknown: [[UInt8]] = []
-        var values: [String?] = [nil, nil, nil]
+        var sku: String?
+        var firmware: String?
+        var agent: String?
         while let key = try cur.nextKey(first: &first, closeOffset: &close) {
             guard let field = try match(key, in: deviceKeys, seen: &seen, unknown: &unknown) else {
                 violateNotAllowed(key)
@@ -541,15 +544,19 @@ private struct DecoderState {
                     v2OnlyMember = Violation(offset: key.offset, pointer: pointer(), detail: "member \"accelerator\" is not allowed in schema v1")
                 }
                 accelerator = value ?? ""
+            } else if field == 0 {
+                sku = value
+            } else if field == 1 {
+                firmware = value
             } else {
-                values[field] = value
+                agent = value
             }
             pop()
         }
         cur.leaveContainer()
         deviceCloseOffset = close
         for i in 0..<3 where seen & (1 << UInt32(i)) == 0 { violateMissing(deviceKeys.names[i], at: close) }
-        guard let sku = values[0], let firmware = values[1], let agent = values[2] else { return nil }
+        guard let sku, let firmware, let agent else { return nil }
         return (sku, firmware, agent)
     }
 
@@ -792,6 +799,7 @@ private struct DecoderState {
         var first = true
         var close = 0
         var out: [T] = []
+        out.reserveCapacity(cur.elementCountHint(limit: DDSketch.maxBuckets))
         var ok = true
         var index = 0
         var last = Int64.min
@@ -848,6 +856,7 @@ private struct DecoderState {
         var first = true
         var close = 0
         var out: [ClassCount] = []
+        out.reserveCapacity(8)
         var names: Set<[UInt8]> = []
         var ok = true
         while let key = try cur.nextKey(first: &first, closeOffset: &close) {

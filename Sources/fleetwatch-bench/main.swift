@@ -3,7 +3,7 @@ import Foundation
 
 // fleetwatch-bench: performance goals as runnable numbers. Every benchmark prints its own
 // baseline measured in the same run and the ratio against it. Run in release:
-//   swift run -c release fleetwatch-bench decode [--seconds S] [--file PATH]
+//   swift run -c release fleetwatch-bench decode [--seconds S] [--file PATH] [--fleet N [--passes P]]
 
 let args = Array(CommandLine.arguments.dropFirst())
 
@@ -65,7 +65,7 @@ func benchDecode() {
             return TelemetryEncoder.encode(m)
         }
         let bytes = payloads.reduce(0) { $0 + $1.count }
-        for _ in 0..<3 {
+        for _ in 0..<(Int(option("--passes") ?? "3") ?? 3) {
             let start = monotonicSeconds()
             for p in payloads {
                 p.withUnsafeBytes { raw in

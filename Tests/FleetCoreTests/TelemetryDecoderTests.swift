@@ -328,3 +328,31 @@ func reason(_ s: String, topic: String? = nil, now: Int64 = fixtureNow) -> Strin
         #expect(RejectionReason.schemaViolation(pointer: "/a").family == "schema_violation")
     }
 }
+
+/// The capacity hint the decoder reserves number arrays with (one allocation per array, not one
+/// per doubling): commas up to the first `]`, capped; 16 when the array is not plain numbers.
+@Suite struct ElementCountHintTests {
+    func hint(_ text: String, limit: Int = 4096) -> Int {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBufferPointer { b in
+            var c = JSONCursor(b, maxDepth: 8)
+            c.pos = 1  // after "["
+            return c.elementCountHint(limit: limit)
+        }
+    }
+
+    @Test func countsTheElementsOfANumberArray() {
+        #expect(hint("[]") == 0)
+        #expect(hint("[ ]") == 0)
+        #expect(hint("[7]") == 1)
+        #expect(hint("[1, 2,3 ,\n4]") == 4)
+        #expect(hint("[" + (0..<300).map(String.init).joined(separator: ",") + "]") == 300)
+    }
+
+    @Test func capsAndFallsBack() {
+        #expect(hint("[1,2,3,4,5,6]", limit: 3) == 4)
+        #expect(hint("[1, \"a\", 2]") == 16)
+        #expect(hint("[[1], 2]") == 16)
+        #expect(hint("[1, 2") == 16)  // unterminated: the parser reports it, the hint guesses
+    }
+}

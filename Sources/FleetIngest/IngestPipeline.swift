@@ -31,8 +31,14 @@ public struct IngestConfig: Sendable {
     public var replayFirstRetryMs: Int64 = 15_000
     public var store = StoreOptions()
 
+    /// Receive coalescing for the ingester's connection (`MQTTOptions.coalesceMicroseconds`):
+    /// FLEETWATCH_MQTT_COALESCE_US if set (0 turns it off), else 500 µs. At 1k devices it
+    /// takes the network thread's wake-ups from ~6 messages each to ~30 (docs/benchmarks.md).
+    public static let defaultCoalesceMicroseconds: Int = ProcessInfo.processInfo.environment["FLEETWATCH_MQTT_COALESCE_US"].flatMap { Int($0) }.map { max(0, min($0, 100_000)) } ?? 500
+
     public init(mqtt: MQTTOptions, dbPath: String) {
         self.mqtt = mqtt
+        self.mqtt.coalesceMicroseconds = Self.defaultCoalesceMicroseconds
         self.dbPath = dbPath
         // Per-device state at most once a second per device while ingest keeps up.
         store.liveHoldMs = StoreOptions.maxLiveHoldMs

@@ -36,6 +36,15 @@ public struct MQTTOptions: Sendable {
     /// Drive libmosquitto through buffered socket I/O where the process can
     /// (`MQTTClient.bufferedIO`); false: `mosquitto_loop` as shipped.
     public var bufferedIO = true
+    /// Receive coalescing, microseconds (buffered I/O and MQTT 5 only; 0: off). When the socket
+    /// turns readable after a round that read fewer than 64 packets, the network thread waits
+    /// this long before reading, so one wake-up takes many packets instead of a few: on a busy
+    /// subscriber, wake-ups (poll, read, the PUBACK write, two context switches) cost more
+    /// than the packets. PUBACKs still leave at the end of every round, so the broker is never
+    /// held up by us for longer than the wait. A broker that caps the messages in flight to us
+    /// below our Receive Maximum makes every waited round read exactly that many; 16 such
+    /// rounds in a row turn the wait off until the next connection (see `pump`).
+    public var coalesceMicroseconds = 0
 
     public init(host: String, port: Int, clientID: String) {
         self.host = host
@@ -107,6 +116,35 @@ public final class MQTTClient: @unchecked Sendable {
     private var thread: pthread_t?
     /// Set by the CONNACK callback (network thread): resets the backoff.
     private var accepted = false
+    /// Network thread only: receive coalescing on the current socket (`pump`).
+    private var coalescing = Coalescing(socket: -1)
+
+    struct Coalescing {
+        /// Waited rounds that read the same number of packets (at least 2) in a row, after
+        /// which the wait is off for this socket: the broker caps what it has in flight to us.
+        static let windowEvidence = 16
+        var socket: Int32
+        var lastRoundPackets = 0
+        var lastWaitedPackets = 0
+        var sameWaitedRounds = 0
+        var off = false
+
+        /// Whether to wait before reading, the socket being readable.
+        func shouldWait(microseconds: Int) -> Bool { microseconds > 0 && !off && lastRoundPackets < 64 }
+
+        /// After a round; true when this round turned the wait off.
+        mutating func roundEnded(packets: Int, waited: Bool) -> Bool {
+            lastRoundPackets = packets
+            guard waited else { return false }
+            sameWaitedRounds = packets >= 2 && packets == lastWaitedPackets ? sameWaitedRounds + 1 : 0
+            lastWaitedPackets = packets
+            if !off && sameWaitedRounds + 1 >= Self.windowEvidence {
+                off = true
+                return true
+            }
+            return false
+        }
+    }
     /// Wakes the network thread's poll when another thread queued a packet (buffered I/O only;
     /// libmosquitto's own wake-up socketpair is what `mosquitto_loop` selects on).
     private let wakeFD: Int32
@@ -318,6 +356,16 @@ public final class MQTTClient: @unchecked Sendable {
             if fds[1].revents != 0 { fwio_drain_wake(wakeFD) }
             readable = fds[0].revents & Int16(POLLIN | POLLERR | POLLHUP) != 0
         }
+        if coalescing.socket != sock { coalescing = Coalescing(socket: sock) }
+        let wait = options.protocolVersion == .v5 ? options.coalesceMicroseconds : 0
+        let waited = readable && coalescing.shouldWait(microseconds: wait)
+        if waited { usleep(UInt32(wait)) }
+        var packets = 0
+        defer {
+            if coalescing.roundEnded(packets: packets, waited: waited) {
+                delegate?.mqttLog(isError: false, message: "receive coalescing off for this connection: \(Coalescing.windowEvidence) waited rounds in a row read exactly \(packets) messages, so the broker caps the messages in flight to us at that")
+            }
+        }
         /// What the packets read so far queued (PUBACKs) goes out now.
         func writeQueued() -> Int32 {
             guard mosquitto_want_write(mosq) else { return ok }
@@ -335,6 +383,7 @@ public final class MQTTClient: @unchecked Sendable {
             // so letting thousands pile up makes every acknowledgement slow for it.
             for i in 1...4096 {
                 let rc = mosquitto_loop_read(mosq, 1)
+                packets = i
                 if rc != ok || mosquitto_socket(mosq) != sock {
                     fwio_release()
                     return rc

@@ -20,12 +20,13 @@ final class BenchClient: MQTTClientDelegate, @unchecked Sendable {
     private var outstanding = 0
     var client: MQTTClient!
 
-    init(port: Int, id: String, subscribe: String?, bufferedIO: Bool = true) throws {
+    init(port: Int, id: String, subscribe: String?, bufferedIO: Bool = true, coalesceMicroseconds: Int = 0) throws {
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&acked, nil)
         var o = MQTTOptions(host: "127.0.0.1", port: port, clientID: id)
         o.cleanStart = true
         o.bufferedIO = bufferedIO
+        o.coalesceMicroseconds = coalesceMicroseconds
         client = try MQTTClient(o, delegate: self)
         if let subscribe { try client.subscribe(subscribe, qos: 1) }
         try client.start()
@@ -117,7 +118,7 @@ func benchIngest() throws {
     // The broker, tuned as docs/operations.md says (no silent drops to slow subscribers).
     let port = try Loopback.freePort()
     let conf = dir + "/mosquitto.conf"
-    try "listener \(port) 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\npersistence false\n".write(toFile: conf, atomically: true, encoding: .utf8)
+    try "listener \(port) 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages \(ProcessInfo.processInfo.environment["BENCH_BROKER_MAX_INFLIGHT"] ?? "0")\npersistence false\n".write(toFile: conf, atomically: true, encoding: .utf8)
     let broker = try ChildProcess("/usr/sbin/mosquitto", ["-c", conf])
     defer { broker.signal(SIGTERM); _ = broker.wait() }
     guard Loopback.waitForPort(port, seconds: 10) else { throw SpawnError(description: "mosquitto did not listen on \(port)") }
@@ -137,7 +138,10 @@ func benchIngest() throws {
     // shipped (mosquitto_loop), and through our buffered socket I/O (cheaper, so the broker and
     // publisher get more of the shared cores: the stricter baseline).
     func nullRun(bufferedIO: Bool) throws -> (rate: Double, cpuPerMessage: Double) {
-        let null = try BenchClient(port: port, id: "bench-null-\(getpid())-\(bufferedIO)", subscribe: "fleet/+/telemetry", bufferedIO: bufferedIO)
+        // The buffered one coalesces receives as the ingester does: the same footing.
+        let null = try BenchClient(
+            port: port, id: "bench-null-\(getpid())-\(bufferedIO)", subscribe: "fleet/+/telemetry", bufferedIO: bufferedIO,
+            coalesceMicroseconds: bufferedIO ? IngestConfig.defaultCoalesceMicroseconds : 0)
         let cpu0 = null.client.networkThreadCPUSeconds ?? 0
         let (t0, pub0) = try publishAll()
         waitFor { null.count >= n }
@@ -151,7 +155,7 @@ func benchIngest() throws {
     let stock = try nullRun(bufferedIO: false)
     print("  broker -> null subscriber (mosquitto_loop): \(fmt(stock.rate)) msgs/s, its thread \(fmt(stock.cpuPerMessage)) µs CPU per message")
     let (brokerRate, floorPer) = MQTTClient.bufferedIO ? try nullRun(bufferedIO: true) : stock
-    print("  broker -> null subscriber (buffered):     \(fmt(brokerRate)) msgs/s, its thread \(fmt(floorPer)) µs CPU per message")
+    print("  broker -> null subscriber (buffered, coalescing \(IngestConfig.defaultCoalesceMicroseconds) µs): \(fmt(brokerRate)) msgs/s, its thread \(fmt(floorPer)) µs CPU per message")
 
     // 2. fleetwatch ingest, the real binary.
     let db = dir + "/fleet.db"

@@ -330,6 +330,8 @@ public final class MQTTClient: @unchecked Sendable {
             // Blocking; a failure here (refused, TLS) leaves no socket: the next mosquitto_loop
             // returns MOSQ_ERR_NO_CONN and we back off again. The handshake is not buffered.
             fwio_release()
+            // A new connection (whose socket may reuse the old number) starts coalescing anew.
+            coalescing = Coalescing(socket: -1)
             _ = muteLibraryWake { mosquitto_reconnect(mosq) }
         }
     }

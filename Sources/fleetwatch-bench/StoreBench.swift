@@ -216,7 +216,8 @@ func buildQueryDatabase(devices: Int, path: String) throws -> (target: String, e
     }
     _ = h0
     try c.execute("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;")
-    FileManager.default.createFile(atPath: marker, contents: Data())
+    // Without the marker the next run builds the database again: slower, not wrong.
+    _ = FileManager.default.createFile(atPath: marker, contents: Data())
     return (fleet.deviceID(0), endMs)
 }
 

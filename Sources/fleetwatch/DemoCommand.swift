@@ -123,8 +123,10 @@ final class DemoStack: @unchecked Sendable {
         chmod(dir, 0o755)  // mosquitto drops to its own user when started as root
         dbPath = dir + "/fleet.db"
         if let e = demo.eventsLog {
-            FileManager.default.createFile(atPath: e, contents: nil)
-            events = FileHandle(forWritingAtPath: e)
+            guard FileManager.default.createFile(atPath: e, contents: nil), let handle = FileHandle(forWritingAtPath: e) else {
+                throw DemoError(message: "cannot create the events log \(e)")
+            }
+            events = handle
         }
     }
 

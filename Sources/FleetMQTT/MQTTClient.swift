@@ -170,14 +170,12 @@ public final class MQTTClient: @unchecked Sendable {
         pthread_mutex_init(&lock, nil)
         pthread_cond_init(&wake, nil)
         let id = options.clientID.isEmpty ? nil : options.clientID
-        if buffered { fwio_capture_socketpair() }
-        let created = mosquitto_new(id, options.cleanStart || id == nil, nil)
-        let libraryWake = buffered ? fwio_captured_socketpair() : -1
+        let (created, libraryWake) = Self.notingSocketpair(buffered) { mosquitto_new(id, options.cleanStart || id == nil, nil) }
         guard let m = created else {
             throw MQTTError(code: MOSQ_ERR_NOMEM.rawValue, context: "creating the MQTT client")
         }
         mosq = m
-        if libraryWake >= 0 && fwio_mute(libraryWake) == 0 { mutedLibraryWakeFD.store(libraryWake, ordering: .relaxed) }
+        muteLibraryWake(libraryWake)
         mosquitto_user_data_set(mosq, Unmanaged.passUnretained(self).toOpaque())
         let version = options.protocolVersion == .v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311
         try check(mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, Int32(version)), "setting the protocol version")
@@ -240,16 +238,28 @@ public final class MQTTClient: @unchecked Sendable {
     }
 
     /// Runs a libmosquitto call that may (re)open its wake-up socketpair (`mosquitto_new` opens
-    /// it; some libmosquitto versions close it and open a new one in `mosquitto_connect*`) and,
-    /// for a client driven by `pump`, mutes the new pair's write end: `pump` never reads it (our
-    /// eventfd does its job), so the byte libmosquitto writes there for every packet it queues
-    /// would be a wasted system call. (A closed pair is unmuted by CBufferedSocketIO's close.)
-    private func muteLibraryWake<T>(_ call: () -> T) -> T {
-        guard buffered else { return call() }
+    /// it; some libmosquitto versions close it and open a new one in `mosquitto_connect*`) and
+    /// returns the write end of the pair it opened, or -1 (also when `noting` is false).
+    private static func notingSocketpair<T>(_ noting: Bool, _ call: () -> T) -> (T, Int32) {
+        guard noting else { return (call(), -1) }
         fwio_capture_socketpair()
         let result = call()
-        let w = fwio_captured_socketpair()
-        if w >= 0 { mutedLibraryWakeFD.store(fwio_mute(w) == 0 ? w : -1, ordering: .relaxed) }
+        return (result, fwio_captured_socketpair())
+    }
+
+    /// For a client driven by `pump`, mutes the write end of libmosquitto's wake-up socketpair:
+    /// `pump` never reads the pair (our eventfd does its job), so the byte libmosquitto writes
+    /// there for every packet it queues would be a wasted system call. (A closed pair is
+    /// unmuted by CBufferedSocketIO's close.)
+    private func muteLibraryWake(_ w: Int32) {
+        guard buffered, w >= 0 else { return }
+        mutedLibraryWakeFD.store(fwio_mute(w) == 0 ? w : -1, ordering: .relaxed)
+    }
+
+    /// `notingSocketpair`, then `muteLibraryWake`.
+    private func muteLibraryWake<T>(around call: () -> T) -> T {
+        let (result, w) = Self.notingSocketpair(buffered, call)
+        muteLibraryWake(w)
         return result
     }
 
@@ -278,7 +288,7 @@ public final class MQTTClient: @unchecked Sendable {
             defer { mosquitto_property_free_all(&props) }
             // Blocking TCP connect and TLS handshake; the CONNECT it queues is written by the
             // network thread. libmosquitto keeps the properties for every reconnect.
-            let rc = muteLibraryWake { mosquitto_connect_bind_v5(mosq, options.host, Int32(options.port), Int32(options.keepAliveSeconds), nil, props) }
+            let rc = muteLibraryWake(around: { mosquitto_connect_bind_v5(mosq, options.host, Int32(options.port), Int32(options.keepAliveSeconds), nil, props) })
             let retried = [MOSQ_ERR_SUCCESS, MOSQ_ERR_ERRNO, MOSQ_ERR_CONN_REFUSED, MOSQ_ERR_TLS].map(\.rawValue)
             if !retried.contains(rc) {
                 try check(rc, "connecting to \(options.host):\(options.port)")
@@ -332,7 +342,7 @@ public final class MQTTClient: @unchecked Sendable {
             fwio_release()
             // A new connection (whose socket may reuse the old number) starts coalescing anew.
             coalescing = Coalescing(socket: -1)
-            _ = muteLibraryWake { mosquitto_reconnect(mosq) }
+            _ = muteLibraryWake(around: { mosquitto_reconnect(mosq) })
         }
     }
 

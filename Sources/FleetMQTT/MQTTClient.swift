@@ -116,14 +116,14 @@ public final class MQTTClient: @unchecked Sendable {
     private var thread: pthread_t?
     /// Set by the CONNACK callback (network thread): resets the backoff.
     private var accepted = false
-    /// Network thread only: receive coalescing on the current socket (`pump`).
-    private var coalescing = Coalescing(socket: -1)
+    /// Network thread only: receive coalescing on the current connection (`pump`); a
+    /// reconnect starts it anew.
+    private var coalescing = Coalescing()
 
     struct Coalescing {
         /// Waited rounds that read the same number of packets (at least 2) in a row, after
         /// which the wait is off for this socket: the broker caps what it has in flight to us.
         static let windowEvidence = 16
-        var socket: Int32
         var lastRoundPackets = 0
         var lastWaitedPackets = 0
         var sameWaitedRounds = 0
@@ -340,8 +340,7 @@ public final class MQTTClient: @unchecked Sendable {
             // Blocking; a failure here (refused, TLS) leaves no socket: the next mosquitto_loop
             // returns MOSQ_ERR_NO_CONN and we back off again. The handshake is not buffered.
             fwio_release()
-            // A new connection (whose socket may reuse the old number) starts coalescing anew.
-            coalescing = Coalescing(socket: -1)
+            coalescing = Coalescing()
             _ = muteLibraryWake(around: { mosquitto_reconnect(mosq) })
         }
     }
@@ -350,8 +349,8 @@ public final class MQTTClient: @unchecked Sendable {
     /// with fewer system calls: poll the socket (and our wake-up eventfd); read every packet
     /// that has arrived, the socket drained in 64 KiB reads instead of four reads per packet;
     /// write what that queued (PUBACKs), other threads' packets and keepalive pings, in one
-    /// write. libmosquitto's own wake-up socketpair is not read: once full, its writes fail
-    /// without blocking, and our eventfd does its job.
+    /// write. libmosquitto's own wake-up socketpair is not read (our eventfd does its job), and
+    /// its writes to it are muted (`muteLibraryWake`).
     private func pump(timeoutMs: Int32) -> Int32 {
         let ok = MOSQ_ERR_SUCCESS.rawValue
         let sock = mosquitto_socket(mosq)
@@ -368,7 +367,6 @@ public final class MQTTClient: @unchecked Sendable {
             if fds[1].revents != 0 { fwio_drain_wake(wakeFD) }
             readable = fds[0].revents & Int16(POLLIN | POLLERR | POLLHUP) != 0
         }
-        if coalescing.socket != sock { coalescing = Coalescing(socket: sock) }
         let wait = options.protocolVersion == .v5 ? options.coalesceMicroseconds : 0
         let waited = readable && coalescing.shouldWait(microseconds: wait)
         if waited { usleep(UInt32(wait)) }

@@ -6,7 +6,7 @@ import Testing
 /// stop waiting on a socket whose broker caps the messages in flight to us.
 @Suite struct CoalescingTests {
     @Test func waitsOnlyAfterSmallRoundsAndWhenOn() {
-        var c = MQTTClient.Coalescing(socket: 3)
+        var c = MQTTClient.Coalescing()
         #expect(c.shouldWait(microseconds: 500))
         #expect(!c.shouldWait(microseconds: 0))
         _ = c.roundEnded(packets: 64, waited: true)
@@ -16,7 +16,7 @@ import Testing
     }
 
     @Test func aCappedWindowTurnsTheWaitOff() {
-        var c = MQTTClient.Coalescing(socket: 3)
+        var c = MQTTClient.Coalescing()
         var turnedOff = 0
         for round in 1...MQTTClient.Coalescing.windowEvidence {
             #expect(c.shouldWait(microseconds: 500))
@@ -29,7 +29,7 @@ import Testing
     }
 
     @Test func varyingRoundsTricklesAndUnwaitedRoundsKeepItOn() {
-        var c = MQTTClient.Coalescing(socket: 3)
+        var c = MQTTClient.Coalescing()
         var offs = 0
         // A steady rate: counts vary around the mean.
         for i in 0..<1000 { offs += c.roundEnded(packets: 20 + (i * 7) % 5, waited: true) ? 1 : 0 }

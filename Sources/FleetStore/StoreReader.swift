@@ -263,13 +263,41 @@ public final class StoreReader {
         return "(" + (first...last).map(String.init).joined(separator: ",") + ")"
     }
 
-    /// Per-minute or per-hour windows of one device.
+    /// Per-minute or per-hour windows of one device. Hours not folded yet (FoldMark) are summed
+    /// from the device's minutes.
     private func bucketWindows(dev: Int64, fromMs: Int64, toMs: Int64, minutes: Bool) throws -> [Window] {
-        let size = minutes ? Time.minuteMs : Time.hourMs
-        let s = try connection.prepare("""
-            SELECT bucket, inferences, errors, latency, temp_sum, temp_max, cpu_sum, mem_max, resource_samples, throttle_events
-            FROM \(minutes ? "device_minute" : "device_hour") WHERE bucket IN \(bucketList(fromMs, toMs, size)) AND dev = ?1 ORDER BY bucket
-            """)
+        let columns = "inferences, errors, latency, temp_sum, temp_max, cpu_sum, mem_max, resource_samples, throttle_events"
+        guard !minutes else {
+            return try windows(size: Time.minuteMs, dev: dev, sql: """
+                SELECT bucket, \(columns) FROM device_minute WHERE bucket IN \(bucketList(fromMs, toMs, Time.minuteMs)) AND dev = ?1 ORDER BY bucket
+                """)
+        }
+        let firstHour = max(0, fromMs) / Time.hourMs
+        let lastHour = max(0, toMs - 1) / Time.hourMs
+        guard lastHour >= firstHour else { return [] }
+        let open = min(max(try FoldMark.load(connection).firstOpenHour(dev: dev), firstHour), lastHour + 1)
+        var out: [Window] = []
+        if open > firstHour {
+            out = try windows(size: Time.hourMs, dev: dev, sql: """
+                SELECT bucket, \(columns) FROM device_hour WHERE bucket IN \(bucketList(fromMs, open * Time.hourMs, Time.hourMs)) AND dev = ?1 ORDER BY bucket
+                """)
+        }
+        if open <= lastHour {
+            // Whole hours, as a folded row would hold them.
+            out += try windows(size: Time.hourMs, dev: dev, sql: """
+                SELECT bucket / \(StoreWriter.minutesPerHour) AS hour, sum(inferences), sum(errors), fw_sketch_agg(latency), sum(temp_sum),
+                    max(temp_max), sum(cpu_sum), max(mem_max), sum(resource_samples), sum(throttle_events)
+                FROM device_minute WHERE bucket IN \(bucketList(open * Time.hourMs, (lastHour + 1) * Time.hourMs, Time.minuteMs)) AND dev = ?1
+                GROUP BY hour ORDER BY hour
+                """)
+        }
+        return out
+    }
+
+    /// Windows from rows of (bucket, inferences, errors, latency, temp_sum, temp_max, cpu_sum,
+    /// mem_max, resource_samples, throttle_events) in bucket order.
+    private func windows(size: Int64, dev: Int64, sql: String) throws -> [Window] {
+        let s = try connection.prepare(sql)
         s.bind(1, dev)
         var out: [Window] = []
         while try s.step() {

@@ -170,6 +170,15 @@ enum StoreSchema {
         """
         CREATE TABLE journal(batch INTEGER PRIMARY KEY, entries BLOB NOT NULL);
         """,
+        // 5 -> 6: per-device hours are folded from their minutes once the hour is over
+        // (`StoreWriter.foldDeviceHours`) instead of upserted with every flush; readers add the
+        // minutes of hours not folded yet (FoldMark). Every hour with a row so far was written
+        // whole, so all of them count as folded. An older fleetwatch would read the open hours'
+        // missing rows as empty, so it refuses a version-6 database.
+        """
+        INSERT OR REPLACE INTO meta(key, value) VALUES('device_hour_open_from', coalesce((SELECT max(bucket) + 1 FROM device_hour), 0));
+        INSERT OR REPLACE INTO meta(key, value) VALUES('device_hour_folded_dev', 0);
+        """,
     ]
 
     static var currentVersion: Int { migrations.count }

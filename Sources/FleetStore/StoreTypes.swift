@@ -1,4 +1,5 @@
 import FleetCore
+import SQLiteKit
 
 /// How long each kind of data is kept. Defaults: raw 7 days, minute rollups 30, hour rollups 400.
 public struct Retention: Sendable, Equatable {
@@ -36,6 +37,9 @@ public struct StoreOptions: Sendable {
     /// re-read rows this much older than the newest they have seen, so nothing held back is
     /// missed (docs/storage.md "Deferred device state").
     public static let maxLiveHoldMs: Int64 = 1_000
+    /// A device's minutes are folded into its hour row this long after the hour ends (device
+    /// time, `StoreWriter.foldDeviceHours`); data arriving later for it is added to that row.
+    public var deviceHourFoldGraceMs: Int64 = 5 * 60_000
 
     public init() {}
 }
@@ -132,5 +136,31 @@ struct Interner<Key: Hashable> {
         index[key] = keys.count
         keys.append(key)
         return (keys.count - 1, true)
+    }
+}
+
+/// How far per-device minutes have been folded into `device_hour` (docs/storage.md "Per-device
+/// hours"): every hour before `openFrom`, and in hour `openFrom` the devices up to `dev`. A
+/// folded hour's row is kept exact by the writer from then on; the minutes of an hour not yet
+/// folded are the only record of it, and readers sum them.
+struct FoldMark: Equatable {
+    var openFrom: Int64
+    var dev: Int64
+
+    /// A database from before folding (schema < 6) wrote every hour whole.
+    static let everythingFolded = FoldMark(openFrom: .max, dev: 0)
+
+    func isFolded(hour: Int64, dev d: Int64) -> Bool {
+        hour < openFrom || (hour == openFrom && d <= dev)
+    }
+
+    /// The first hour of device `d` that is read from its minutes.
+    func firstOpenHour(dev d: Int64) -> Int64 {
+        d <= dev && openFrom < .max ? openFrom + 1 : openFrom
+    }
+
+    static func load(_ c: SQLiteConnection) throws -> FoldMark {
+        guard let from = try c.scalar("SELECT value FROM meta WHERE key = 'device_hour_open_from'") else { return .everythingFolded }
+        return FoldMark(openFrom: from, dev: try c.scalar("SELECT value FROM meta WHERE key = 'device_hour_folded_dev'") ?? 0)
     }
 }

@@ -29,6 +29,11 @@ public final class StoreWriter {
     private var staleAfterMs: Int64 = 5 * 60_000
     /// False only for a database opened at an older schema (tests): nothing is held back then.
     private let hasJournal: Bool
+    /// How far per-device minutes are folded into hours (`foldDeviceHours`); as committed.
+    private var foldMark = FoldMark.everythingFolded
+
+    /// The schema version this fleetwatch writes (`PRAGMA user_version`).
+    public static var schemaVersion: Int { StoreSchema.currentVersion }
 
     public convenience init(path: String, options: StoreOptions = StoreOptions()) throws {
         try self.init(path: path, options: options, migrations: StoreSchema.migrations)
@@ -50,6 +55,7 @@ public final class StoreWriter {
         try connection.registerMergeFunctions()
         try Self.migrate(connection, migrations: migrations)
         hasJournal = migrations.count >= 5
+        if migrations.count >= 6 { foldMark = try FoldMark.load(connection) }
         try recoverJournal()
     }
 
@@ -264,18 +270,22 @@ public final class StoreWriter {
 
     // MARK: - Retention
 
-    /// Deletes at most `maxRows` expired rows in one short transaction and returns how many it
-    /// deleted; call it repeatedly (between batches) until it returns 0. Raw records older than
+    /// Folds finished hours (`foldDeviceHours`, for up to `maxRows / 60` devices) and deletes at
+    /// most the rest of `maxRows` expired rows, in short transactions; returns how much it did.
+    /// Call it repeatedly (between batches) until it returns 0. Raw records older than
     /// `rawDays`, minute rollups older than `minuteRollupDays`, hour rollups older than
-    /// `hourRollupDays`, all judged against `nowMs` on device time.
+    /// `hourRollupDays`, all judged against `nowMs` on device time. A device's minutes are kept
+    /// until their hour is folded, even past `rawDays`.
     @discardableResult
     public func prune(nowMs: Int64, maxRows: Int = 5_000) throws -> Int {
+        var deleted = try foldDeviceHours(nowMs: nowMs, maxDevices: max(1, maxRows / Int(Self.minutesPerHour)))
         let r = options.retention
         let rawCutoff = nowMs - Int64(r.rawDays) * Time.dayMs
+        let unfolded = foldMark.openFrom < Int64.max / Self.minutesPerHour ? foldMark.openFrom * Self.minutesPerHour : Int64.max
         let steps: [(String, Int64)] = [
             ("DELETE FROM inference WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
             ("DELETE FROM resources WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
-            ("DELETE FROM device_minute WHERE bucket < ?1 LIMIT ?2", rawCutoff / Time.minuteMs),
+            ("DELETE FROM device_minute WHERE bucket < ?1 LIMIT ?2", min(rawCutoff / Time.minuteMs, unfolded)),
             ("DELETE FROM sessions WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
             ("DELETE FROM errors WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
             ("DELETE FROM deploys WHERE ts_ms < ?1 LIMIT ?2", rawCutoff),
@@ -287,7 +297,6 @@ public final class StoreWriter {
             ("DELETE FROM rollup_hour WHERE bucket < ?1 LIMIT ?2", (nowMs - Int64(r.hourRollupDays) * Time.dayMs) / Time.hourMs),
             ("DELETE FROM alert_history WHERE resolved_at < ?1 LIMIT ?2", nowMs - Int64(r.hourRollupDays) * Time.dayMs),
         ]
-        var deleted = 0
         try connection.transaction {
             for (sql, cutoff) in steps where deleted < maxRows {
                 let s = try connection.statement(sql)
@@ -299,6 +308,81 @@ public final class StoreWriter {
         }
         return deleted
     }
+
+    // MARK: - Per-device hours
+
+    static let minutesPerHour = Time.hourMs / Time.minuteMs
+
+    /// Folds the per-device minutes of finished hours into `device_hour` rows: at most
+    /// `maxDevices` devices (by `dev`) per call, in one short transaction, oldest hour first.
+    /// Returns the hour rows written plus the hours it finished, so callers repeat it until it
+    /// returns 0 (`prune` does). An hour is finished `options.deviceHourFoldGraceMs` after it
+    /// ends on `nowMs` (device time). Until then a device's minutes are the only record of its
+    /// hour, which readers sum; afterwards the writer adds late data to the hour row as well.
+    @discardableResult
+    public func foldDeviceHours(nowMs: Int64, maxDevices: Int = 100) throws -> Int {
+        if needsRecovery { try recoverJournal() }
+        guard foldMark != .everythingFolded else { return 0 }
+        let finishedBefore = (nowMs - options.deviceHourFoldGraceMs) / Time.hourMs
+        var mark = foldMark
+        var work = 0
+        do {
+            try connection.transaction {
+                while work < maxDevices, mark.openFrom < finishedBefore {
+                    if let first = try nextUnfoldedDevice(hour: mark.openFrom, after: mark.dev) {
+                        let last = first + Int64(maxDevices - work) - 1
+                        let s = try connection.statement(Self.foldHour)
+                        s.bind(1, mark.openFrom * Self.minutesPerHour); s.bind(2, first); s.bind(3, last)
+                        try s.run()
+                        work += max(1, connection.changes)
+                        mark.dev = last
+                    } else {
+                        // Every device's hour is folded. Hours without minutes have nothing to
+                        // fold: go to the next hour that has some, or as far as is finished.
+                        let next = try connection.statement("SELECT min(bucket) FROM device_minute WHERE bucket >= ?1")
+                        next.bind(1, (mark.openFrom + 1) * Self.minutesPerHour)
+                        let nextHour = try next.step() && !next.isNull(0) ? next.int(0) / Self.minutesPerHour : finishedBefore
+                        next.reset()
+                        mark = FoldMark(openFrom: min(nextHour, finishedBefore), dev: 0)
+                        work += 1
+                    }
+                }
+                guard mark != foldMark else { return }
+                let m = try connection.statement("INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                m.bind(1, "device_hour_open_from"); m.bind(2, mark.openFrom)
+                try m.run()
+                m.bind(1, "device_hour_folded_dev"); m.bind(2, mark.dev)
+                try m.run()
+            }
+        } catch {
+            dropCaches()
+            throw error
+        }
+        foldMark = mark
+        return work
+    }
+
+    /// The lowest `dev` above `after` with a minute row in `hour`: one seek per minute.
+    private func nextUnfoldedDevice(hour: Int64, after: Int64) throws -> Int64? {
+        let s = try connection.statement("SELECT dev FROM device_minute WHERE bucket = ?1 AND dev > ?2 ORDER BY dev LIMIT 1")
+        var lowest: Int64?
+        for minute in hour * Self.minutesPerHour..<(hour + 1) * Self.minutesPerHour {
+            s.bind(1, minute); s.bind(2, after)
+            if try s.step() { lowest = min(lowest ?? .max, s.int(0)) }
+            s.reset()
+        }
+        return lowest
+    }
+
+    /// One hour (?1: its first minute) of devices ?2...?3, summed from their minutes: a seek
+    /// per minute on the time-major key. Replaces: an unfolded hour has no row to add to.
+    static let foldHour = """
+        WITH RECURSIVE m(b) AS (SELECT ?1 UNION ALL SELECT b + 1 FROM m WHERE b + 1 < ?1 + \(minutesPerHour))
+        INSERT OR REPLACE INTO device_hour(bucket, dev, inferences, errors, latency, temp_sum, temp_max, cpu_sum, mem_max, resource_samples, throttle_events)
+        SELECT ?1 / \(minutesPerHour), dev, sum(inferences), sum(errors), fw_sketch_agg(latency), sum(temp_sum), max(temp_max), sum(cpu_sum),
+            max(mem_max), sum(resource_samples), sum(throttle_events)
+        FROM m JOIN device_minute ON bucket = m.b AND dev BETWEEN ?2 AND ?3 GROUP BY dev
+        """
 
     // MARK: Applying one message
 
@@ -479,9 +563,13 @@ public final class StoreWriter {
     /// `(bucket, dev)`, so each b-tree is walked once), and empties the journal.
     private func writeDeferred() throws {
         for dev in deferred.devices.keys.sorted() { try writeDevice(deferred.devices[dev]!) }
+        // Hours not folded yet are summed from their minutes when read (or folded); only late
+        // data for a folded hour is added to its row here.
         var hours: [DeviceHourKey: DeviceHourDelta] = [:]
         for (key, delta) in deferred.minutes {
-            hours[DeviceHourKey(bucket: key.bucket * Time.minuteMs / Time.hourMs, dev: key.dev), default: DeviceHourDelta()].merge(delta)
+            let hour = key.bucket * Time.minuteMs / Time.hourMs
+            guard foldMark.isFolded(hour: hour, dev: key.dev) else { continue }
+            hours[DeviceHourKey(bucket: hour, dev: key.dev), default: DeviceHourDelta()].merge(delta)
         }
         for (sql, deltas) in [(Self.deviceMinuteUpsert, deferred.minutes), (Self.deviceHourUpsert, hours)] {
             let s = try connection.statement(sql)

@@ -170,7 +170,11 @@ func buildQueryDatabase(devices: Int, path: String) throws -> (target: String, e
     var fleet = SyntheticFleet(devices: devices)
     let endMs = fleet.startMs + days * 86_400_000
     let marker = path + ".complete"
-    if FileManager.default.fileExists(atPath: marker) { return (fleet.deviceID(0), endMs) }
+    // Reused only if built at this schema version (an older layout would measure old code paths).
+    if FileManager.default.fileExists(atPath: marker),
+       (try? SQLiteConnection(path: path, readOnly: true).scalar("PRAGMA user_version")) == Int64(StoreWriter.schemaVersion) {
+        return (fleet.deviceID(0), endMs)
+    }
     for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     let writer = try StoreWriter(path: path)
     // One message per device first, so every device and cohort exists through the real path.
@@ -186,6 +190,9 @@ func buildQueryDatabase(devices: Int, path: String) throws -> (target: String, e
         if items.count == 5000 { _ = try writer.write(items); items.removeAll() }
     }
     _ = try writer.write(items)
+    // The target's finished hours folded into device_hour (as the ingester's retention ticks
+    // do), so the bulk copy below has hour rows to copy.
+    while try writer.foldDeviceHours(nowMs: endMs, maxDevices: 1_000) > 0 {}
     // Everyone else, in bulk SQL at the same density as the target's rows in each table.
     let c = writer.connection
     let h0 = fleet.startMs / 3_600_000

@@ -103,6 +103,9 @@ func benchIngest() throws {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     // Typical v1 messages (the decode benchmark's fixture shape), one per device in turn.
     var fleet = SyntheticFleet(devices: devices)
+    // Device time ends about now, as a live fleet's does: the ingester's retention and hour
+    // folding, which run on its wall clock, then treat it as current data, not as a year old.
+    fleet.startMs = Int64(Date().timeIntervalSince1970 * 1000) - Int64((n + devices - 1) / devices) * fleet.periodMs
     print("end-to-end ingest: \(n) messages from \(devices) devices at QoS 1; publisher, broker and subscriber share 2 cores")
     var payloads: [(String, [UInt8])] = []
     payloads.reserveCapacity(n)

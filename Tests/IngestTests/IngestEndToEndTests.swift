@@ -66,8 +66,9 @@ import Testing
         var ingester = try Ingester(broker: broker, db: tmp.db, extra: ["--log-level", "debug"])
         let fleet = try TestFleet(broker: broker)
         defer { fleet.stop() }
-        let devices = 40
-        let perDevice: Int64 = 500
+        // 200k messages, as the issue asks: 100 devices, 2,000 seqs each.
+        let devices = 100
+        let perDevice: Int64 = 2_000
         var killed = false
         for s in 1...perDevice {
             for d in 0..<devices { try fleet.publish("dev-\(d)", s) }

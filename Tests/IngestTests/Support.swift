@@ -226,8 +226,13 @@ final class TestFleet: MQTTClientDelegate, @unchecked Sendable {
         try client.start()
     }
 
+    /// Device time of seq 0: a whole hour half a day before the tests started, so a stream of
+    /// a few thousand seqs per device (10 s apart) is recent data for the ingester's retention
+    /// (which runs on its wall clock) and never in the future.
+    static let baseMs: Int64 = (Int64(Date().timeIntervalSince1970 * 1000) / 3_600_000 - 12) * 3_600_000
+
     static func message(_ device: String, _ seq: Int64, version: String = "1.4.0") -> TelemetryMessage {
-        let ts: Int64 = 1_764_417_600_000 + seq * 10_000
+        let ts = baseMs + seq * 10_000
         var sketch = DDSketch()
         var hist = [Int64](repeating: 0, count: 10)
         for i in 0..<9 { sketch.insert(15_000 + Double(i * 100)); hist[9] += 1 }

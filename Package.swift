@@ -154,7 +154,7 @@ let package = Package(
             name: "FleetSimTests", dependencies: ["FleetSim", "FleetAgent", "FleetCore", "EdgeRuntime"],
             swiftSettings: strict),
         .testTarget(
-            name: "CLITests", dependencies: ["FleetCore"],
+            name: "CLITests", dependencies: ["FleetCore", "SQLiteKit"],
             swiftSettings: strict),
     ]
 )

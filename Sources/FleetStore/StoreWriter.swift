@@ -270,15 +270,13 @@ public final class StoreWriter {
 
     // MARK: - Retention
 
-    /// Folds finished hours (`foldDeviceHours`, for up to `maxRows / 60` devices) and deletes at
-    /// most the rest of `maxRows` expired rows, in short transactions; returns how much it did.
-    /// Call it repeatedly (between batches) until it returns 0. Raw records older than
+    /// Deletes at most `maxRows` expired rows in one short transaction and returns how many it
+    /// deleted; call it repeatedly (between batches) until it returns 0. Raw records older than
     /// `rawDays`, minute rollups older than `minuteRollupDays`, hour rollups older than
     /// `hourRollupDays`, all judged against `nowMs` on device time. A device's minutes are kept
-    /// until their hour is folded, even past `rawDays`.
+    /// until their hour is folded (`foldDeviceHours`), even past `rawDays`.
     @discardableResult
     public func prune(nowMs: Int64, maxRows: Int = 5_000) throws -> Int {
-        var deleted = try foldDeviceHours(nowMs: nowMs, maxDevices: max(1, maxRows / Int(Self.minutesPerHour)))
         let r = options.retention
         let rawCutoff = nowMs - Int64(r.rawDays) * Time.dayMs
         let unfolded = foldMark.openFrom < Int64.max / Self.minutesPerHour ? foldMark.openFrom * Self.minutesPerHour : Int64.max
@@ -297,6 +295,7 @@ public final class StoreWriter {
             ("DELETE FROM rollup_hour WHERE bucket < ?1 LIMIT ?2", (nowMs - Int64(r.hourRollupDays) * Time.dayMs) / Time.hourMs),
             ("DELETE FROM alert_history WHERE resolved_at < ?1 LIMIT ?2", nowMs - Int64(r.hourRollupDays) * Time.dayMs),
         ]
+        var deleted = 0
         try connection.transaction {
             for (sql, cutoff) in steps where deleted < maxRows {
                 let s = try connection.statement(sql)
@@ -316,14 +315,15 @@ public final class StoreWriter {
     /// Folds the per-device minutes of finished hours into `device_hour` rows: at most
     /// `maxDevices` devices (by `dev`) per call, in one short transaction, oldest hour first.
     /// Returns the hour rows written plus the hours it finished, so callers repeat it until it
-    /// returns 0 (`prune` does). An hour is finished `options.deviceHourFoldGraceMs` after it
-    /// ends on `nowMs` (device time). Until then a device's minutes are the only record of its
-    /// hour, which readers sum; afterwards the writer adds late data to the hour row as well.
+    /// returns 0; with nothing to fold it returns 0 without a transaction. An hour is finished
+    /// `options.deviceHourFoldGraceMs` after it ends on `nowMs` (device time). Until then a
+    /// device's minutes are the only record of its hour, which readers sum (and `prune` keeps);
+    /// afterwards the writer adds late data to the hour row as well.
     @discardableResult
-    public func foldDeviceHours(nowMs: Int64, maxDevices: Int = 100) throws -> Int {
+    public func foldDeviceHours(nowMs: Int64, maxDevices: Int = 500) throws -> Int {
         if needsRecovery { try recoverJournal() }
-        guard foldMark != .everythingFolded else { return 0 }
         let finishedBefore = (nowMs - options.deviceHourFoldGraceMs) / Time.hourMs
+        guard foldMark != .everythingFolded, foldMark.openFrom < finishedBefore else { return 0 }
         var mark = foldMark
         var work = 0
         do {

@@ -1,5 +1,6 @@
 import FleetCore
 import Foundation
+import SQLiteKit
 import Testing
 
 /// `ingest --file` killed with SIGKILL while it holds per-device state back (every full batch
@@ -45,6 +46,10 @@ import Testing
             #expect(r.status == 0, "\(r.stderr)")
             out.append(r.stdout)
         }
+        // Beyond 6 h: hourly windows, read from the hours `ingest --file` folded at its end.
+        let r = try CLI.run("fleetwatch", ["query", "device", "cam-3", "--db", db, "--format", "json", "--from", String(Self.t0 - 4 * 3_600_000), "--until", String(Self.t0 + 4 * 3_600_000)])
+        #expect(r.status == 0 && r.stdout.contains("\"resolution\":\"hour\""), "\(r.stderr) \(r.stdout.prefix(300))")
+        out.append(r.stdout)
         for by in ["model_version", "firmware"] {
             let r = try CLI.run("fleetwatch", ["query", "fleet", "--by", by, "--db", db, "--format", "json"] + window)
             #expect(r.status == 0, "\(r.stderr)")
@@ -108,5 +113,9 @@ import Testing
         #expect(again.stderr.contains("stored \(lines.count - 1_200) ") && again.stderr.contains("duplicates 1200,"), "\(again.stderr)")
         #expect(try stored(crashed) == lines.count)
         #expect(try answers(crashed) == answers(clean))
+        // Both folded the capture's hours (they are long over) into device_hour at the end.
+        for db in [clean, crashed] {
+            #expect(try SQLiteConnection(path: db).scalar("SELECT count(DISTINCT dev) FROM device_hour") == Int64(Self.devices))
+        }
     }
 }

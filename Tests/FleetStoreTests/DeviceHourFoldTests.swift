@@ -128,7 +128,7 @@ import Testing
     }
 
     /// Retention keeps a device's minutes until their hour is folded, even past `rawDays`.
-    @Test func pruneFoldsBeforeItDeletesMinutes() throws {
+    @Test func pruneKeepsMinutesUntilTheirHourIsFolded() throws {
         let db = TempDB()
         let w = try StoreWriter(path: db.path)
         let old = t0 - 10 * Time.dayMs
@@ -142,20 +142,26 @@ import Testing
         let r = try StoreReader(path: db.path)
         let before = try r.snapshot { try r.deviceHistory("dev-1", fromMs: old - Time.hourMs, toMs: old + 8 * Time.hourMs) }!.windows
         #expect(before.count == 2 && before.map(\.inferences).reduce(0, +) == 90 * 11)
-        // One device's hour per step (the first skips the empty hours before the data): the
-        // minutes of the hours not folded yet stay.
-        #expect(try w.prune(nowMs: t0, maxRows: 60) > 0)
-        #expect(try r.count("device_hour") == 0)
-        #expect(try w.prune(nowMs: t0, maxRows: 60) > 0)
+        // Not folded yet: the raw records go, the minutes stay.
+        while try w.prune(nowMs: t0) > 0 {}
+        #expect(try r.count("inference") == 0 && r.count("device_hour") == 0)
+        #expect(try r.count("device_minute") == 3 * 90)
+        // One device's hour a step; the minutes of an hour not fully folded stay too.
+        #expect(try w.foldDeviceHours(nowMs: t0, maxDevices: 1) == 1)  // skips the empty hours before the data
+        #expect(try w.foldDeviceHours(nowMs: t0, maxDevices: 1) == 1)
         #expect(try r.count("device_hour") == 1)
-        #expect(try r.connection.scalar("SELECT count(*) FROM device_minute WHERE bucket >= \((old / Time.hourMs) * 60)") == 3 * 90)
-        var steps = 1
-        while try w.prune(nowMs: t0, maxRows: 60) > 0 { steps += 1 }
-        #expect(steps >= 6)
-        #expect(try r.count("device_minute") == 0 && r.count("inference") == 0)
+        while try w.prune(nowMs: t0) > 0 {}
+        #expect(try r.count("device_minute") == 3 * 90)
+        var steps = 2
+        while try w.foldDeviceHours(nowMs: t0, maxDevices: 1) > 0 { steps += 1 }
+        #expect(steps >= 7)
         #expect(try r.count("device_hour") == 6)
+        while try w.prune(nowMs: t0) > 0 {}
+        #expect(try r.count("device_minute") == 0)
         let after = try r.snapshot { try r.deviceHistory("dev-1", fromMs: old - Time.hourMs, toMs: old + 8 * Time.hourMs) }!.windows
         expectSame(["dev-1": after], ["dev-1": before], "after retention")
+        // Nothing left to fold: no work, and no transaction.
+        #expect(try w.foldDeviceHours(nowMs: t0) == 0)
     }
 
     /// A database from before folding wrote every hour whole: after the upgrade those hours

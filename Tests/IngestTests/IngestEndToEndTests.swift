@@ -88,6 +88,11 @@ import Testing
         let c = try r.ingestCounters()
         #expect(c.openGaps == 0)
         #expect(c.received == c.stored + c.duplicates + c.quarantined.values.reduce(0, +))
+        // The stream's hours are over (its device time is half a day old): the ingester folds
+        // every device's minutes into hour rows as it goes.
+        try eventually("every device's hours folded") {
+            try r.connection.scalar("SELECT count(DISTINCT dev) FROM device_hour") == Int64(devices)
+        }
         print("kill -9 test: received \(c.received), stored \(c.stored), duplicates \(c.duplicates), replays requested \(c.replaysRequested)")
         ingester.signal(SIGTERM)
         #expect(ingester.wait() == 0)

@@ -320,7 +320,7 @@ public final class StoreWriter {
     /// device's minutes are the only record of its hour, which readers sum (and `prune` keeps);
     /// afterwards the writer adds late data to the hour row as well.
     @discardableResult
-    public func foldDeviceHours(nowMs: Int64, maxDevices: Int = 500) throws -> Int {
+    public func foldDeviceHours(nowMs: Int64, maxDevices: Int = 250) throws -> Int {
         if needsRecovery { try recoverJournal() }
         let finishedBefore = (nowMs - options.deviceHourFoldGraceMs) / Time.hourMs
         guard foldMark != .everythingFolded, foldMark.openFrom < finishedBefore else { return 0 }

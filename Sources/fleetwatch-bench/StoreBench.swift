@@ -158,6 +158,19 @@ func benchStoreWrite() throws {
     print("    batch commit p50 \(fmt(commitTimes[commitTimes.count / 2] * 1000)) ms, p99 \(fmt(commitTimes[commitTimes.count * 99 / 100] * 1000)) ms")
     print("  ratio: \(fmt(recRate / rowid)) of raw rowid inserts, \(fmt(recRate / dayMajor)) of raw day-major inserts   goal: >= 0.8 of raw")
     print("  database: \(fileSize(path) / 1_000_000) MB for \(stored) messages = \(fileSize(path) / Int64(max(stored, 1))) bytes/message")
+
+    // Folding the hours that are over into device_hour, in the ingester's steps (250 devices).
+    let minuteRows = try writer.connection.scalar("SELECT count(*) FROM device_minute") ?? 0
+    let now = Int64(Date().timeIntervalSince1970 * 1000)
+    var steps: [Double] = []
+    while true {
+        let t = monotonicSeconds()
+        guard try writer.foldDeviceHours(nowMs: now) > 0 else { break }
+        steps.append(monotonicSeconds() - t)
+    }
+    let foldSeconds = steps.reduce(0, +)
+    let hourRows = try writer.connection.scalar("SELECT count(*) FROM device_hour") ?? 0
+    print("  fold: \(hourRows) device-hours from \(minuteRows) minute rows in \(fmt(foldSeconds * 1000)) ms = \(fmt(foldSeconds / Double(max(hourRows, 1)) * 1e6)) µs per device-hour; longest step \(fmt((steps.max() ?? 0) * 1000)) ms; \(fmt(foldSeconds / elapsed * 100))% of the time the writer took to store the same data")
 }
 
 // MARK: - Query path

@@ -106,6 +106,33 @@ import Testing
         #expect(a == b)
     }
 
+    /// Hours folded while their devices' state is held back (journaled, not written), then a
+    /// crash: the redo writes those minutes and, their hours being folded now, adds them to the
+    /// hour rows too.
+    @Test func aCrashAfterFoldingHeldBackHoursLosesNothing() throws {
+        let items = traffic(21)
+        let plain = TempDB()
+        try DeferredDeviceStateTests().writeAll(items, to: try StoreWriter(path: plain.path), seed: 21, behind: { _ in false })
+
+        let held = TempDB()
+        do {
+            let w = try StoreWriter(path: held.path, options: DeferredDeviceStateTests.holdAll)
+            let half = items.count / 2
+            try DeferredDeviceStateTests().writeAll(Array(items.prefix(half)), to: w, seed: 21, behind: { _ in true })
+            // Everything so far is held back: folding now sees none of its minutes.
+            #expect(w.deferredMessages > 0)
+            while try w.foldDeviceHours(nowMs: t0 + 30 * Time.hourMs, maxDevices: 3) > 0 {}
+            #expect(try mark(held.path).openFrom > t0 / Time.hourMs)
+            try DeferredDeviceStateTests().writeAll(Array(items.dropFirst(half)), to: w, seed: 22, behind: { _ in true })
+            #expect(w.deferredMessages > 0)
+        }  // dropped without a flush, as a killed process
+        _ = try StoreWriter(path: held.path)
+        #expect(try DeferredDeviceStateTests().count(held.path, "journal") == 0)
+        #expect(try DeferredDeviceStateTests().count(held.path, "device_hour") > 0)
+        #expect(try rowsNotTheSumOfTheirMinutes(held.path) == 0)
+        expectSame(try hours(held.path), try hours(plain.path), "crashed after folding")
+    }
+
     /// A late record for an hour already folded is added to its row at once.
     @Test func lateDataForAFoldedHourIsAddedToItsRow() throws {
         let db = TempDB()

@@ -203,8 +203,8 @@ func buildQueryDatabase(devices: Int, path: String) throws -> (target: String, e
         if items.count == 5000 { _ = try writer.write(items); items.removeAll() }
     }
     _ = try writer.write(items)
-    // The target's finished hours folded into device_hour (as the ingester's retention ticks
-    // do), so the bulk copy below has hour rows to copy.
+    // The target's finished hours folded into device_hour (as the ingester's housekeeping
+    // ticks do), so the bulk copy below has hour rows to copy.
     while try writer.foldDeviceHours(nowMs: endMs, maxDevices: 1_000) > 0 {}
     // Everyone else, in bulk SQL at the same density as the target's rows in each table.
     let c = writer.connection

@@ -285,8 +285,7 @@ public final class StoreReader {
         if open <= lastHour {
             // Whole hours, as a folded row would hold them.
             out += try windows(size: Time.hourMs, dev: dev, sql: """
-                SELECT bucket / \(StoreWriter.minutesPerHour) AS hour, sum(inferences), sum(errors), fw_sketch_agg(latency), sum(temp_sum),
-                    max(temp_max), sum(cpu_sum), max(mem_max), sum(resource_samples), sum(throttle_events)
+                SELECT bucket / \(StoreWriter.minutesPerHour) AS hour, \(StoreWriter.minuteSums)
                 FROM device_minute WHERE bucket IN \(bucketList(open * Time.hourMs, (lastHour + 1) * Time.hourMs, Time.minuteMs)) AND dev = ?1
                 GROUP BY hour ORDER BY hour
                 """)

@@ -374,13 +374,19 @@ public final class StoreWriter {
         return lowest
     }
 
+    /// How `device_minute` rows sum into an hour's window (the fold, and readers of the hours
+    /// not folded yet), in the column order of `device_hour` after `(bucket, dev)`.
+    static let minuteSums = """
+        sum(inferences), sum(errors), fw_sketch_agg(latency), sum(temp_sum), max(temp_max), sum(cpu_sum), max(mem_max),
+        sum(resource_samples), sum(throttle_events)
+        """
+
     /// One hour (?1: its first minute) of devices ?2...?3, summed from their minutes: a seek
     /// per minute on the time-major key. Replaces: an unfolded hour has no row to add to.
     static let foldHour = """
         WITH RECURSIVE m(b) AS (SELECT ?1 UNION ALL SELECT b + 1 FROM m WHERE b + 1 < ?1 + \(minutesPerHour))
         INSERT OR REPLACE INTO device_hour(bucket, dev, inferences, errors, latency, temp_sum, temp_max, cpu_sum, mem_max, resource_samples, throttle_events)
-        SELECT ?1 / \(minutesPerHour), dev, sum(inferences), sum(errors), fw_sketch_agg(latency), sum(temp_sum), max(temp_max), sum(cpu_sum),
-            max(mem_max), sum(resource_samples), sum(throttle_events)
+        SELECT ?1 / \(minutesPerHour), dev, \(minuteSums)
         FROM m JOIN device_minute ON bucket = m.b AND dev BETWEEN ?2 AND ?3 GROUP BY dev
         """
 

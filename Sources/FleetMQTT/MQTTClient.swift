@@ -193,11 +193,7 @@ public final class MQTTClient: @unchecked Sendable {
             try check(w.payload.withUnsafeBytes { mosquitto_will_set(mosq, w.topic, Int32(w.payload.count), $0.baseAddress, w.qos, w.retain) }, "setting the will")
         }
         try check(mosquitto_threaded_set(mosq, true), "enabling threaded use")
-        mosquitto_log_callback_set(mosq) { _, obj, level, text in
-            guard let obj, let text, level == MOSQ_LOG_ERR || level == MOSQ_LOG_WARNING else { return }
-            let client = Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue()
-            client.delegate?.mqttLog(isError: level == MOSQ_LOG_ERR, message: String(cString: text))
-        }
+        mosquitto_log_callback_set(mosq, Self.onLog)
         mosquitto_message_v5_callback_set(mosq) { _, obj, msg, _ in
             guard let obj, let msg else { return }
             let client = Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue()
@@ -211,6 +207,10 @@ public final class MQTTClient: @unchecked Sendable {
             let client = Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue()
             if rc == 0 {
                 client.withLock { client.accepted = true }
+                // While connected, libmosquitto would format two debug lines per message for a
+                // log callback (a malloc and a vsnprintf each); its errors matter while it
+                // connects (TLS above all), and a broken connection is reported by its code.
+                mosquitto_log_callback_set(client.mosq, nil)
                 client.resubscribe()
             }
             client.delegate?.mqttConnected(code: rc, sessionPresent: flags & 1 != 0)
@@ -219,10 +219,18 @@ public final class MQTTClient: @unchecked Sendable {
             guard let obj else { return }
             Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().delegate?.mqttPublished(mid: mid, reasonCode: reasonCode)
         }
-        mosquitto_disconnect_v5_callback_set(mosq) { _, obj, rc, _ in
+        mosquitto_disconnect_v5_callback_set(mosq) { mosq, obj, rc, _ in
             guard let obj else { return }
+            mosquitto_log_callback_set(mosq, MQTTClient.onLog)
             Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().delegate?.mqttDisconnected(code: rc)
         }
+    }
+
+    /// libmosquitto's errors and warnings, passed to the delegate; set while not connected.
+    private static let onLog: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?) -> Void = { _, obj, level, text in
+        guard let obj, let text, level == MOSQ_LOG_ERR || level == MOSQ_LOG_WARNING else { return }
+        let client = Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue()
+        client.delegate?.mqttLog(isError: level == MOSQ_LOG_ERR, message: String(cString: text))
     }
 
     deinit {

@@ -14,6 +14,8 @@ public final class BoundedQueue<Element>: @unchecked Sendable {
     private var notEmpty = pthread_cond_t()
     private var notFull = pthread_cond_t()
     private var items: [Element?]
+    /// Each slot's cost, kept so `pop` need not work it out again.
+    private var costs: [Int]
     private var head = 0
     private var count = 0
     private var totalCost = 0
@@ -32,6 +34,7 @@ public final class BoundedQueue<Element>: @unchecked Sendable {
         self.maxCost = maxCost
         self.cost = cost
         items = Array(repeating: nil, count: capacity)
+        costs = Array(repeating: 0, count: capacity)
         pthread_mutex_init(&mutex, nil)
         var attr = pthread_condattr_t()
         pthread_condattr_init(&attr)
@@ -49,8 +52,11 @@ public final class BoundedQueue<Element>: @unchecked Sendable {
 
     /// Appends, waiting while full. False if the queue was closed (the element is not taken).
     @discardableResult
-    public func push(_ e: Element) -> Bool {
-        let c = cost(e)
+    public func push(_ e: Element) -> Bool { push(e, cost: cost(e)) }
+
+    /// Appends an element whose cost the caller knows (in place of the `cost` function's).
+    @discardableResult
+    public func push(_ e: Element, cost c: Int) -> Bool {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         while (count == capacity || (count > 0 && totalCost + c > maxCost)) && !closed {
@@ -61,7 +67,9 @@ public final class BoundedQueue<Element>: @unchecked Sendable {
             blockedProducers -= 1
         }
         if closed { return false }
-        items[(head + count) % capacity] = e
+        let slot = (head + count) % capacity
+        items[slot] = e
+        costs[slot] = c
         count += 1
         totalCost += c
         // Wake the consumer only once it has what it waits for: one wake-up per batch.
@@ -73,6 +81,13 @@ public final class BoundedQueue<Element>: @unchecked Sendable {
     /// capacity), the queue is full or closed, or `deadlineNs` (CLOCK_MONOTONIC) passes; then
     /// takes what there is. Empty when the deadline passed with nothing, or closed and drained.
     public func pop(max: Int, deadlineNs: UInt64, atLeast: Int = 1) -> [Element] {
+        var out: [Element] = []
+        pop(max: max, deadlineNs: deadlineNs, atLeast: atLeast, into: &out)
+        return out
+    }
+
+    /// `pop(max:deadlineNs:atLeast:)`, appending to `out` (elements are moved, not copied).
+    public func pop(max: Int, deadlineNs: UInt64, atLeast: Int = 1, into out: inout [Element]) {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         var ts = timespec(tv_sec: Int(deadlineNs / 1_000_000_000), tv_nsec: Int(deadlineNs % 1_000_000_000))
@@ -84,18 +99,15 @@ public final class BoundedQueue<Element>: @unchecked Sendable {
             if rc == ETIMEDOUT { break }
         }
         let n = Swift.min(max, count)
-        var out: [Element] = []
-        out.reserveCapacity(n)
+        out.reserveCapacity(out.count + n)
         for _ in 0..<n {
-            let e = items[head]!
-            totalCost -= cost(e)
-            out.append(e)
-            items[head] = nil
+            // Moved out of its slot, not copied: a message holds a dozen references.
+            out.append(items[head].take()!)
+            totalCost -= costs[head]
             head = (head + 1) % capacity
         }
         count -= n
         if n > 0 { pthread_cond_broadcast(&notFull) }
-        return out
     }
 
     /// No more pushes; blocked pushers return false; pops drain what is left.

@@ -63,7 +63,8 @@ public struct IngestConfig: Sendable {
 public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
     public let config: IngestConfig
     public let metrics = IngestMetrics()
-    let queue: BoundedQueue<QueueItem>
+    /// Messages, refusals and status reports, each costing its payload's bytes.
+    let queue: BoundedQueue<IngestItem>
     let writer: StoreWriter
     /// One read-only connection for the pipeline's own reads (gaps, gauges), opened once.
     let reader: StoreReader
@@ -79,21 +80,10 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
     private var pendingRules: RulesFile?
     private var rulesLock = NSLock()
 
-    enum QueueItem {
-        /// A decoded message or a refusal, with the size of its payload (the queue's byte bound).
-        case ingest(IngestItem, bytes: Int)
-        case status(deviceID: String, online: Bool, tsMs: Int64)
-    }
-
     public init(config: IngestConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
-        queue = BoundedQueue(capacity: config.queueCapacity, maxCost: config.queueMaxBytes) { item in
-            switch item {
-            case .ingest(_, let bytes): bytes
-            case .status: 0
-            }
-        }
+        queue = BoundedQueue(capacity: config.queueCapacity, maxCost: config.queueMaxBytes)
         writer = try StoreWriter(path: config.dbPath, options: config.store)
         limiter = RateLimiter(ratePerSecond: config.ratePerDevice, burst: config.burstPerDevice)
         scheduler = ReplayScheduler(maxAttempts: config.replayMaxAttempts, firstRetryMs: config.replayFirstRetryMs)
@@ -167,7 +157,7 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
                     detail: "device over \(Int(config.ratePerDevice)) messages/s (burst \(Int(config.burstPerDevice)))",
                     payload: Array(payload.prefix(QuarantineEntry.maxPayloadBytes))))
             }
-            if !queue.push(.ingest(item, bytes: payload.count)) {
+            if !queue.push(item, cost: payload.count) {
                 // Closed while shutting down: the broker keeps what we did not take (QoS 1,
                 // persistent session) only if not yet acknowledged, so say so loudly.
                 logger.warning("message arrived during shutdown and was not stored; seq-gap replay will ask for it again", metadata: ["topic": "\(topic)"])
@@ -228,17 +218,19 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         var lastHousekeeping: UInt64 = 0
         while true {
             let tickDeadline = monotonicNs() + 200_000_000
-            var items = queue.pop(max: config.batchSize, deadlineNs: tickDeadline)
+            var items: [IngestItem] = []
+            items.reserveCapacity(config.batchSize)
+            queue.pop(max: config.batchSize, deadlineNs: tickDeadline, into: &items)
             if !items.isEmpty {
                 // The rest of the batch: one wake-up when it is full or its 50 ms are up, not one
                 // per message.
                 if items.count < config.batchSize {
                     let rest = config.batchSize - items.count
-                    items += queue.pop(max: rest, deadlineNs: monotonicNs() + config.batchIntervalMs * 1_000_000, atLeast: rest)
+                    queue.pop(max: rest, deadlineNs: monotonicNs() + config.batchIntervalMs * 1_000_000, atLeast: rest, into: &items)
                 }
                 // A batch cut by size means more input is waiting: the writer may hold per-device
                 // state back until ingest catches up (StoreWriter.write(_:behind:)).
-                try commit(items, behind: items.count >= config.batchSize)
+                try write(items, behind: items.count >= config.batchSize)
             } else if queue.isClosed {
                 break
             }
@@ -255,20 +247,6 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         try writer.flushDeviceState()
         client.stop()
         logger.info("stopped; queue drained and committed", metadata: ["stored_total": "\(metrics.snapshot.stored)"])
-    }
-
-    func commit(_ items: [QueueItem], behind: Bool = false) throws {
-        var ingest: [IngestItem] = []
-        ingest.reserveCapacity(items.count)
-        for item in items {
-            switch item {
-            case .ingest(let i, _): ingest.append(i)
-            case .status(let id, let online, let ts):
-                if !ingest.isEmpty { try write(ingest, behind: behind); ingest.removeAll(keepingCapacity: true) }
-                try writer.setState(deviceID: id, online: online, tsMs: ts)
-            }
-        }
-        if !ingest.isEmpty { try write(ingest, behind: behind) }
     }
 
     private func write(_ items: [IngestItem], behind: Bool) throws {

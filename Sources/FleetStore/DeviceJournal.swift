@@ -1,3 +1,5 @@
+import FleetCore
+
 /// The redo log of per-device state the writer holds back while ingest is behind
 /// (docs/storage.md, "Deferred device state").
 ///
@@ -32,17 +34,47 @@ struct DeviceJournal {
     var isEmpty: Bool { count == 0 }
 
     mutating func append(_ e: Entry) {
-        Codecs.putVarint(UInt64(bitPattern: e.dev), &bytes)
-        Codecs.putVarint(Self.zigzag(e.seq), &bytes)
-        Codecs.putVarint(Self.zigzag(e.sentAtMs), &bytes)
-        Codecs.putVarint(Self.zigzag(e.receivedMs &- e.sentAtMs), &bytes)
-        Codecs.putVarint(UInt64(bitPattern: e.cohort), &bytes)
-        Codecs.putVarint(UInt64(e.records.count), &bytes)
-        for r in e.records {
-            Codecs.putVarint(UInt64(bitPattern: r.idx) << 1 | r.kind.rawValue, &bytes)
-            Codecs.putVarint(Self.zigzag(r.tsMs &- e.sentAtMs), &bytes)
+        putHead(dev: e.dev, seq: e.seq, sentAtMs: e.sentAtMs, receivedMs: e.receivedMs, cohort: e.cohort, records: e.records.count)
+        for r in e.records { put(r.kind, idx: r.idx, tsMs: r.tsMs, sentAtMs: e.sentAtMs) }
+        count += 1
+    }
+
+    /// The entry of message `m` as stored for device `dev` in `cohort` (what `append(_:)` writes
+    /// for it), encoded straight from the message: the writer's path, once per message.
+    mutating func append(_ m: TelemetryMessage, dev: Int64, receivedMs: Int64, cohort: Int64) {
+        // Records are read in place through the buffer (an array's subscript copies each).
+        m.records.withUnsafeBufferPointer { records in
+            var n = 0
+            for i in records.indices {
+                switch records[i].kind {
+                case .inference, .resources: n += 1
+                case .session, .error, .deploy: break
+                }
+            }
+            putHead(dev: dev, seq: m.seq, sentAtMs: m.sentAtMs, receivedMs: receivedMs, cohort: cohort, records: n)
+            for i in records.indices {
+                switch records[i].kind {
+                case .inference: put(.inference, idx: Int64(i), tsMs: records[i].tsMs, sentAtMs: m.sentAtMs)
+                case .resources: put(.resources, idx: Int64(i), tsMs: records[i].tsMs, sentAtMs: m.sentAtMs)
+                case .session, .error, .deploy: break
+                }
+            }
         }
         count += 1
+    }
+
+    private mutating func putHead(dev: Int64, seq: Int64, sentAtMs: Int64, receivedMs: Int64, cohort: Int64, records: Int) {
+        Codecs.putVarint(UInt64(bitPattern: dev), &bytes)
+        Codecs.putVarint(Self.zigzag(seq), &bytes)
+        Codecs.putVarint(Self.zigzag(sentAtMs), &bytes)
+        Codecs.putVarint(Self.zigzag(receivedMs &- sentAtMs), &bytes)
+        Codecs.putVarint(UInt64(bitPattern: cohort), &bytes)
+        Codecs.putVarint(UInt64(records), &bytes)
+    }
+
+    private mutating func put(_ kind: Kind, idx: Int64, tsMs: Int64, sentAtMs: Int64) {
+        Codecs.putVarint(UInt64(bitPattern: idx) << 1 | kind.rawValue, &bytes)
+        Codecs.putVarint(Self.zigzag(tsMs &- sentAtMs), &bytes)
     }
 
     /// The entries of one journal row; throws on bytes this writer did not produce.

@@ -44,10 +44,12 @@ public struct StoreOptions: Sendable {
     public init() {}
 }
 
-/// One unit of ingest: a decoded message, or input refused with its reason.
+/// One unit of ingest: a decoded message, input refused with its reason, or a device's
+/// presence report from its status topic (`StoreWriter.setState`, applied in order).
 public enum IngestItem: Sendable {
     case telemetry(TelemetryMessage, receivedMs: Int64)
     case rejected(QuarantineEntry)
+    case status(deviceID: String, online: Bool, tsMs: Int64)
 }
 
 /// Refused input, kept whole with its reason.

@@ -108,11 +108,17 @@ public final class StoreWriter {
         }
         do {
             try connection.transaction {
-                for item in items {
-                    batch.outcome.received += 1
-                    switch item {
-                    case .telemetry(let m, let receivedMs): try apply(m, receivedMs: receivedMs, &batch)
-                    case .rejected(let q): try quarantine(q, &batch)
+                // By index: each item is read in place, where `for item in items` copies it.
+                for i in items.indices {
+                    switch items[i] {
+                    case .telemetry(let m, let receivedMs):
+                        batch.outcome.received += 1
+                        try apply(m, receivedMs: receivedMs, &batch)
+                    case .rejected(let q):
+                        batch.outcome.received += 1
+                        try quarantine(q, &batch)
+                    case .status(let id, let online, let tsMs):
+                        try applyState(deviceID: id, online: online, tsMs: tsMs)
                     }
                 }
                 try writeAggregates(&batch)
@@ -179,6 +185,10 @@ public final class StoreWriter {
     /// every reconnect). A status for a device not yet registered is applied when its first
     /// telemetry arrives.
     public func setState(deviceID: String, online: Bool, tsMs: Int64) throws {
+        try connection.transaction { try applyState(deviceID: deviceID, online: online, tsMs: tsMs) }
+    }
+
+    private func applyState(deviceID: String, online: Bool, tsMs: Int64) throws {
         let s = try connection.statement("""
             UPDATE devices SET state = ?2, state_changed_ms = ?3
             WHERE device_id = ?1 AND (state_changed_ms IS NULL OR state_changed_ms <= ?3)
@@ -437,24 +447,18 @@ public final class StoreWriter {
         }
         device.presence.note(cohort: cohort, at: m.sentAtMs, gapMs: options.presenceGapMs)
 
-        for (idx, record) in m.records.enumerated() {
-            try insert(record, idx: idx, m: m, dev: device.dev, cohort: cohort, &batch)
+        // Through the buffer: each record is passed in place (an array's subscript copies it,
+        // retaining every array in it).
+        try m.records.withUnsafeBufferPointer { records in
+            for idx in records.indices {
+                try insert(records[idx], idx: idx, m: m, dev: device.dev, cohort: cohort, &batch)
+            }
         }
         batch.outcome.records += m.records.count
-        if batch.journal != nil {
-            var records: [DeviceJournal.Record] = []
-            for (idx, record) in m.records.enumerated() {
-                switch record {
-                case .inference(let r): records.append(.init(kind: .inference, idx: Int64(idx), tsMs: r.tsMs))
-                case .resources(let r): records.append(.init(kind: .resources, idx: Int64(idx), tsMs: r.tsMs))
-                case .session, .error, .deploy: break
-                }
-            }
-            batch.journal!.append(.init(dev: device.dev, seq: m.seq, sentAtMs: m.sentAtMs, receivedMs: receivedMs, cohort: cohort, records: records))
-        }
+        batch.journal?.append(m, dev: device.dev, receivedMs: receivedMs, cohort: cohort)
     }
 
-    private func insert(_ record: TelemetryRecord, idx: Int, m: TelemetryMessage, dev: Int64, cohort: Int64, _ batch: inout BatchState) throws {
+    private func insert(_ record: borrowing TelemetryRecord, idx: Int, m: TelemetryMessage, dev: Int64, cohort: Int64, _ batch: inout BatchState) throws {
         let ts = record.tsMs
         let minute = ts / Time.minuteMs
         switch record {

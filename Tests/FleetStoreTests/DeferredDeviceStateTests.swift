@@ -369,6 +369,36 @@ import Testing
         #expect(throws: StoreError.self) { try j.bytes.dropLast().withUnsafeBytes { try DeviceJournal.decode(UnsafeRawBufferPointer($0)) } }
     }
 
+    /// The writer encodes a message's entry straight from the message; it must be the entry
+    /// that names the message's inference and resources records, in order, and nothing else.
+    @Test func journalEntryOfAMessage() throws {
+        let d = Device(id: "cam-1")
+        let shapes: [[TelemetryRecord]] = [
+            [Device.inference(at: t0 - 5_000), Device.resources(at: t0 - 4_000)],
+            [Device.session(at: t0 - 9_000, "s1", .started), .error(ErrorRecord(tsMs: t0 - 8_000, code: "E1", message: "m")),
+             Device.inference(at: t0 - 7_000), .deploy(DeployRecord(tsMs: t0 - 6_000, fromVersion: "1.0", toVersion: "1.1", result: .installed)),
+             Device.resources(at: t0 + 900), Device.inference(at: t0 - 86_400_000)],
+            [Device.session(at: t0, "s2", .crashed)],
+        ]
+        var j = DeviceJournal()
+        var expected: [DeviceJournal.Entry] = []
+        for (k, records) in shapes.enumerated() {
+            let m = d.message(seq: Int64(k + 1), at: t0, records: records)
+            j.append(m, dev: Int64(7 + k), receivedMs: t0 + 250, cohort: 3)
+            let named = records.enumerated().compactMap { i, r -> DeviceJournal.Record? in
+                switch r {
+                case .inference: .init(kind: .inference, idx: Int64(i), tsMs: r.tsMs)
+                case .resources: .init(kind: .resources, idx: Int64(i), tsMs: r.tsMs)
+                case .session, .error, .deploy: nil
+                }
+            }
+            expected.append(.init(dev: Int64(7 + k), seq: Int64(k + 1), sentAtMs: t0, receivedMs: t0 + 250, cohort: 3, records: named))
+        }
+        #expect(j.count == shapes.count)
+        #expect(try j.bytes.withUnsafeBytes { try DeviceJournal.decode($0) } == expected)
+        #expect(expected.map(\.records.count) == [2, 3, 0])
+    }
+
     @Test func classCountsEncodeAsTheirMapDoes() {
         var rng = SplitMix64(seed: 2)
         let names = ["ok", "defect", "unknown", "Ü", "a", "ab", ""]

@@ -20,11 +20,11 @@ final class BenchClient: MQTTClientDelegate, @unchecked Sendable {
     private var outstanding = 0
     var client: MQTTClient!
 
-    init(port: Int, id: String, subscribe: String?, bufferedIO: Bool = true, coalesceMicroseconds: Int = 0) throws {
+    init(port: Int, id: String, subscribe: String?, bufferedIO: Bool = true, coalesceMicroseconds: Int = 0, cleanStart: Bool = true) throws {
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&acked, nil)
         var o = MQTTOptions(host: "127.0.0.1", port: port, clientID: id)
-        o.cleanStart = true
+        o.cleanStart = cleanStart
         o.bufferedIO = bufferedIO
         o.coalesceMicroseconds = coalesceMicroseconds
         client = try MQTTClient(o, delegate: self)
@@ -78,6 +78,25 @@ final class BenchClient: MQTTClientDelegate, @unchecked Sendable {
     }
 }
 
+/// The broker's delivery of a backlog: a buffered null subscriber (coalescing as the ingester
+/// does) makes a persistent session and leaves; `publish` sends n messages, which the broker
+/// queues; the subscriber comes back and takes them. Messages/s from reconnect to the last.
+func catchUpNull(port: Int, n: Int, publish: () throws -> (UInt64, BenchClient), waitFor: (() throws -> Bool) throws -> Void) throws -> Double {
+    let id = "bench-null-backlog-\(getpid())"
+    let coalesce = IngestConfig.defaultCoalesceMicroseconds
+    try BenchClient(port: port, id: id, subscribe: "fleet/+/telemetry", coalesceMicroseconds: coalesce, cleanStart: false).client.stop()
+    let (_, pub) = try publish()
+    pub.client.stop()
+    let t0 = monotonicNs()
+    let null = try BenchClient(port: port, id: id, subscribe: nil, coalesceMicroseconds: coalesce, cleanStart: false)
+    try waitFor { null.count >= n }
+    let rate = Double(n) / (Double(null.window.1 - t0) / 1e9)
+    null.client.stop()
+    // A clean start ends the session, so the broker stops queueing for it.
+    try BenchClient(port: port, id: id, subscribe: nil).client.stop()
+    return rate
+}
+
 /// utime + stime of a live process, in seconds (/proc/PID/stat).
 func processCPUSeconds(_ pid: pid_t) -> Double {
     guard let s = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = s.lastIndex(of: ")") else { return 0 }
@@ -105,7 +124,9 @@ func benchIngest() throws {
     var fleet = SyntheticFleet(devices: devices)
     // Device time ends about now, as a live fleet's does: the ingester's retention and hour
     // folding, which run on its wall clock, then treat it as current data, not as a year old.
-    fleet.startMs = Int64(Date().timeIntervalSince1970 * 1000) - Int64((n + devices - 1) / devices) * fleet.periodMs
+    // Twice n: the catch-up phase (4) publishes the next n messages of every device.
+    let perDevice = Int64((n + devices - 1) / devices)
+    fleet.startMs = Int64(Date().timeIntervalSince1970 * 1000) - 2 * perDevice * fleet.periodMs
     print("end-to-end ingest: \(n) messages from \(devices) devices at QoS 1; publisher, broker and subscriber share 2 cores")
     var payloads: [(String, [UInt8])] = []
     payloads.reserveCapacity(n)
@@ -114,6 +135,14 @@ func benchIngest() throws {
         m.schemaVersion = 1
         m.device.accelerator = DeviceInfo.unknownAccelerator
         payloads.append(("fleet/\(m.deviceID)/telemetry", TelemetryEncoder.encode(m)))
+    }
+    var backlog: [(String, [UInt8])] = []
+    backlog.reserveCapacity(n)
+    for i in 0..<n {
+        var m = fleet.message(device: i % devices, n: perDevice + Int64(i / devices))
+        m.schemaVersion = 1
+        m.device.accelerator = DeviceInfo.unknownAccelerator
+        backlog.append(("fleet/\(m.deviceID)/telemetry", TelemetryEncoder.encode(m)))
     }
     let bytes = payloads.reduce(0) { $0 + $1.1.count }
     print("  payload: \(bytes / n) bytes/message on average")
@@ -128,10 +157,10 @@ func benchIngest() throws {
 
     /// Publishes everything; the returned client must stay alive until delivery is complete
     /// (libmosquitto queues QoS 1 messages and sends them as the broker acknowledges).
-    func publishAll() throws -> (UInt64, BenchClient) {
+    func publishAll(_ messages: [(String, [UInt8])]? = nil) throws -> (UInt64, BenchClient) {
         let pub = try BenchClient(port: port, id: "bench-pub-\(getpid())-\(monotonicNs())", subscribe: nil)
         let start = monotonicNs()
-        for (topic, p) in payloads { try pub.publish(topic, p, window: 500) }
+        for (topic, p) in messages ?? payloads { try pub.publish(topic, p, window: 500) }
         pub.waitAllAcked()
         return (start, pub)
     }
@@ -187,6 +216,33 @@ func benchIngest() throws {
     ingester.signal(SIGTERM)
     _ = ingester.wait()
     print("  fleetwatch ingest (publish -> commit): \(fmt(ours)) msgs/s, peak RSS \(hwm / 1024) MiB")
+
+    // 2b. Catch-up after downtime: the next n messages of every device are published while the
+    // ingester is down (the broker queues them in its persistent session), then it starts
+    // again. Timed from process start to last commit, beside the broker draining the same
+    // backlog to a null subscriber's session. The publisher is idle by then, so the CPU per
+    // message is measured with only the broker beside the ingester: a steadier figure than
+    // the live one, where four busy threads share the 2 cores.
+    let nullCatchUp = try catchUpNull(port: port, n: n, publish: { try publishAll(backlog) }, waitFor: waitFor)
+    let (_, pub3) = try publishAll(backlog)
+    pub3.client.stop()
+    let t3 = monotonicNs()
+    let restarted = try ChildProcess(exe, ["ingest", "--broker", "127.0.0.1:\(port)", "--db", db, "--client-id", "bench-ingest", "--max-rate", "1000000", "--burst", "1000000"])
+    let drain2 = Thread { while !restarted.readStderr().isEmpty {} }
+    drain2.start()
+    var peak2 = 0
+    try waitFor {
+        peak2 = max(peak2, rssKiB(restarted.pid, field: "VmRSS"))
+        return try reader.ingestCounters().stored >= Int64(2 * n)
+    }
+    let catchUp = Double(n) / (Double(monotonicNs() - t3) / 1e9)
+    let catchUpCPU = processCPUSeconds(restarted.pid) / Double(n) * 1e6
+    let hwm2 = rssKiB(restarted.pid)
+    restarted.signal(SIGTERM)
+    _ = restarted.wait()
+    // End the ingester's session, or the broker would queue the naive phase's messages for it.
+    try BenchClient(port: port, id: "bench-ingest", subscribe: nil).client.stop()
+    print("  catch-up, \(n) messages queued while the ingester was down: fleetwatch ingest \(fmt(catchUp)) msgs/s (start -> last commit), \(fmt(catchUpCPU)) µs CPU per message, peak RSS \(hwm2 / 1024) MiB; broker -> null subscriber's session \(fmt(nullCatchUp)) msgs/s; ratio \(fmt(catchUp / nullCatchUp))")
 
     // 3. The naive Python ingester, same messages.
     var naive: Double?

@@ -218,6 +218,7 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         var lastHousekeeping: UInt64 = 0
         while true {
             let tickDeadline = monotonicNs() + 200_000_000
+            var behind = false
             var items: [IngestItem] = []
             items.reserveCapacity(config.batchSize)
             queue.pop(max: config.batchSize, deadlineNs: tickDeadline, into: &items)
@@ -230,12 +231,15 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
                 }
                 // A batch cut by size means more input is waiting: the writer may hold per-device
                 // state back until ingest catches up (StoreWriter.write(_:behind:)).
-                try write(items, behind: items.count >= config.batchSize)
+                behind = items.count >= config.batchSize
+                try write(items, behind: behind)
             } else if queue.isClosed {
                 break
             }
-            // State held back by the live hold is written once the fleet goes quiet, too.
-            if try writer.flushDeviceState(heldSince: wallClockMs() - config.store.liveHoldMs) {
+            // State held back by the live hold is written once the fleet goes quiet, too. Not
+            // while a backlog drains: then the writer's own limits apply (100k messages or 60 s,
+            // StoreOptions.deferMaxMessages / deferMaxMs), or the first batch that is not full.
+            if !behind, try writer.flushDeviceState(heldSince: wallClockMs() - config.store.liveHoldMs) {
                 logger.trace("held-back device state written on an idle tick")
             }
             let now = monotonicNs()

@@ -448,8 +448,10 @@ public final class StoreWriter {
         device.presence.note(cohort: cohort, at: m.sentAtMs, gapMs: options.presenceGapMs)
 
         // Through the buffer, not the array's subscript, which copies each record (retaining
-        // every array in it). perf still shows one copy of each record in `apply` (2-3% of the
-        // writer's samples at 1k devices, session 9); where it comes from is not found yet.
+        // every array in it). One copy per record remains (2-3% of the writer's samples at 1k
+        // devices): `insert`'s `case .inference(let r)` binds a copy of the payload, even from
+        // a borrowed or pointed-to record (Swift 6.3; borrowing switches are for noncopyable
+        // types only).
         try m.records.withUnsafeBufferPointer { records in
             for idx in records.indices {
                 try insert(records[idx], idx: idx, m: m, dev: device.dev, cohort: cohort, &batch)

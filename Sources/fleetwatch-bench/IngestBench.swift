@@ -192,7 +192,9 @@ func benchIngest() throws {
     // 2. fleetwatch ingest, the real binary.
     let db = dir + "/fleet.db"
     let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fleetwatch").path
-    let ingester = try ChildProcess(exe, ["ingest", "--broker", "127.0.0.1:\(port)", "--db", db, "--client-id", "bench-ingest", "--max-rate", "1000000", "--burst", "1000000"])
+    // The same persistent session both times (phase 2b restarts it).
+    let ingestArgs = ["ingest", "--broker", "127.0.0.1:\(port)", "--db", db, "--client-id", "bench-ingest", "--max-rate", "1000000", "--burst", "1000000"]
+    let ingester = try ChildProcess(exe, ingestArgs)
     var log = ""
     while !log.contains("connected to broker") {
         let d = ingester.readStderr()
@@ -227,7 +229,7 @@ func benchIngest() throws {
     let (_, pub3) = try publishAll(backlog)
     pub3.client.stop()
     let t3 = monotonicNs()
-    let restarted = try ChildProcess(exe, ["ingest", "--broker", "127.0.0.1:\(port)", "--db", db, "--client-id", "bench-ingest", "--max-rate", "1000000", "--burst", "1000000"])
+    let restarted = try ChildProcess(exe, ingestArgs)
     let drain2 = Thread { while !restarted.readStderr().isEmpty {} }
     drain2.start()
     var peak2 = 0

@@ -110,7 +110,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strict),
+            swiftSettings: strict,
+            // jemalloc as the process's malloc: the ingester allocates each message on the
+            // network thread and frees it on the writer, a pattern glibc's arenas serve
+            // poorly (docs/benchmarks.md, session 10: ~20% less CPU per message catching up).
+            linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]),
         .executableTarget(
             name: "fleet-agent",
             dependencies: [

@@ -186,7 +186,13 @@ extension DDSketch {
     /// About 2-3 bytes per bucket, against ~10 in the JSON form.
     public func encodedBinary() -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(32 + keys.count * 3)
+        appendBinary(to: &out)
+        return out
+    }
+
+    /// Appends `encodedBinary()` to `out` (the writer encodes into one reused buffer).
+    public func appendBinary(to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + 32 + keys.count * 3)
         out.append(1)  // format version
         Self.putVarint(UInt64(bitPattern: count), &out)
         Self.putDouble(sum, &out)
@@ -199,7 +205,6 @@ extension DDSketch {
             previous = k
             Self.putVarint(UInt64(bitPattern: counts[i]), &out)
         }
-        return out
     }
 
     /// Decodes `encodedBinary()`; nil on any malformed or inconsistent input.

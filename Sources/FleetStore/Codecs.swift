@@ -41,9 +41,13 @@ enum Codecs {
 
     static func encodeHistogram(_ h: [Int64]) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(h.count + 2)
-        for c in h { putVarint(UInt64(bitPattern: c), &out) }
+        appendHistogram(h, to: &out)
         return out
+    }
+
+    static func appendHistogram(_ h: [Int64], to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + h.count + 2)
+        for c in h { putVarint(UInt64(bitPattern: c), &out) }
     }
 
     static func decodeHistogram(_ p: UnsafeRawBufferPointer) -> [Int64] {
@@ -81,44 +85,53 @@ enum Codecs {
     }
 
     static func encodeClasses(_ classes: [ClassCount]) -> [UInt8] {
+        var out: [UInt8] = []
+        appendClasses(classes, to: &out)
+        return out
+    }
+
+    /// Appends `encodeClasses(classes)` to `out`.
+    static func appendClasses(_ classes: [ClassCount], to out: inout [UInt8]) {
         guard classes.count <= 16 else {
             var map: [String: Int64] = [:]
             for c in classes {
                 let (sum, overflow) = map[c.name, default: 0].addingReportingOverflow(c.count)
                 map[c.name] = overflow ? .max : sum
             }
-            return encodeClasses(map)
+            out.append(contentsOf: encodeClasses(map))
+            return
         }
-        // A record's few classes: sorted in place and repeated names summed, with no dictionary
-        // (this runs for every inference record stored).
-        var sorted = classes
-        for i in 1..<max(sorted.count, 1) {
-            var j = i
-            while j > 0 && sorted[j].name.utf8.lexicographicallyPrecedes(sorted[j - 1].name.utf8) {
-                sorted.swapAt(j, j - 1)
-                j -= 1
+        // A record's few classes (this runs for every inference record stored): their order
+        // sorted by insertion on the stack, repeated names summed, no dictionary or copy.
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: classes.count) { order in
+            for i in 0..<classes.count {
+                var j = i
+                while j > 0 && classes[i].name.utf8.lexicographicallyPrecedes(classes[order[j - 1]].name.utf8) {
+                    order[j] = order[j - 1]
+                    j -= 1
+                }
+                order[j] = i
+            }
+            var distinct = classes.isEmpty ? 0 : 1
+            for i in 1..<max(classes.count, 1) where classes[order[i]].name != classes[order[i - 1]].name { distinct += 1 }
+            out.reserveCapacity(out.count + 1 + classes.count * 12)
+            putVarint(UInt64(distinct), &out)
+            var i = 0
+            while i < classes.count {
+                let name = classes[order[i]].name
+                var total = classes[order[i]].count
+                var k = i + 1
+                while k < classes.count && classes[order[k]].name == name {
+                    let (sum, overflow) = total.addingReportingOverflow(classes[order[k]].count)
+                    total = overflow ? .max : sum
+                    k += 1
+                }
+                putVarint(UInt64(name.utf8.count), &out)
+                out.append(contentsOf: name.utf8)
+                putVarint(UInt64(bitPattern: total), &out)
+                i = k
             }
         }
-        var out: [UInt8] = []
-        out.reserveCapacity(1 + sorted.count * 12)
-        var distinct = sorted.isEmpty ? 0 : 1
-        for i in 1..<max(sorted.count, 1) where sorted[i].name != sorted[i - 1].name { distinct += 1 }
-        putVarint(UInt64(distinct), &out)
-        var i = 0
-        while i < sorted.count {
-            var total = sorted[i].count
-            var k = i + 1
-            while k < sorted.count && sorted[k].name == sorted[i].name {
-                let (sum, overflow) = total.addingReportingOverflow(sorted[k].count)
-                total = overflow ? .max : sum
-                k += 1
-            }
-            putVarint(UInt64(sorted[i].name.utf8.count), &out)
-            out.append(contentsOf: sorted[i].name.utf8)
-            putVarint(UInt64(bitPattern: total), &out)
-            i = k
-        }
-        return out
     }
 
     static func decodeClasses(_ p: UnsafeRawBufferPointer, into map: inout [String: Int64]) {

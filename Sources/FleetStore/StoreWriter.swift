@@ -472,11 +472,22 @@ public final class StoreWriter {
                 """)
             s.bind(1, ts); s.bind(2, dev); s.bind(3, m.seq); s.bind(4, idx); s.bind(5, cohort)
             s.bind(6, r.windowMs); s.bind(7, r.count); s.bind(8, r.errors)
-            s.bind(9, blob: r.latencyUs.encodedBinary())
-            s.bind(10, blob: Codecs.encodeHistogram(r.confidenceHist))
-            s.bind(11, blob: Codecs.encodeClasses(r.classCounts))
             if !r.inputStats.isEmpty { s.bind(12, blob: Self.encodeInputStats(r.inputStats)) } else { s.bind(12, nil as Int64?) }
-            try s.run()
+            // The three blobs are encoded one after another into the batch's buffer and bound
+            // in place: no array per blob, and SQLite does not copy them (six allocations
+            // fewer per record).
+            batch.blobs.removeAll(keepingCapacity: true)
+            r.latencyUs.appendBinary(to: &batch.blobs)
+            let histAt = batch.blobs.count
+            Codecs.appendHistogram(r.confidenceHist, to: &batch.blobs)
+            let classesAt = batch.blobs.count
+            Codecs.appendClasses(r.classCounts, to: &batch.blobs)
+            try batch.blobs.withUnsafeBytes { raw in
+                s.bind(9, staticBlob: UnsafeRawBufferPointer(rebasing: raw[..<histAt]))
+                s.bind(10, staticBlob: UnsafeRawBufferPointer(rebasing: raw[histAt..<classesAt]))
+                s.bind(11, staticBlob: UnsafeRawBufferPointer(rebasing: raw[classesAt...]))
+                try s.run()
+            }
             batch.rollups[RollupKey(bucket: minute, cohort: cohort), default: RollupDelta()].add(r)
             deferred.minutes[DeviceHourKey(bucket: minute, dev: dev), default: DeviceHourDelta()].add(r)
         case .resources(let r):
@@ -1047,6 +1058,8 @@ struct BatchState {
     /// While holding device state back: the batch's journal row, and the devices it touched.
     var journal: DeviceJournal?
     var touched: [DeviceState] = []
+    /// Reused for each inference row's blobs (`insert`).
+    var blobs: [UInt8] = []
 }
 
 /// Per-device state written once for many messages: the devices whose registry row, seq ranges

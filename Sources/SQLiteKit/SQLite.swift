@@ -145,6 +145,16 @@ public final class Statement {
     public func bind(_ i: Int32, blob v: UnsafeRawBufferPointer) {
         sqlite3_bind_blob(handle, i, v.baseAddress, Int32(v.count), fw_sqlite_transient())
     }
+    /// Binds `v` without copying it (SQLITE_STATIC): the caller keeps the bytes alive and
+    /// unchanged until the statement has stepped and been reset (`run()` does both), and
+    /// binds the parameter again before the next step. An empty buffer binds an empty blob.
+    public func bind(_ i: Int32, staticBlob v: UnsafeRawBufferPointer) {
+        if v.isEmpty {
+            sqlite3_bind_zeroblob(handle, i, 0)
+        } else {
+            sqlite3_bind_blob(handle, i, v.baseAddress, Int32(v.count), fw_sqlite_static())
+        }
+    }
 
     // MARK: Stepping
 

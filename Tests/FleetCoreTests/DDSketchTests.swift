@@ -130,6 +130,9 @@ import Testing
             let bytes = s.encodedBinary()
             #expect(DDSketch(binary: bytes) == s)
             if n > 0 { #expect(bytes.count < 40 + s.keys.count * 4) }
+            var appended: [UInt8] = [9, 9]
+            s.appendBinary(to: &appended)
+            #expect(appended == [9, 9] + bytes)
         }
     }
 

@@ -409,6 +409,10 @@ import Testing
             var map: [String: Int64] = [:]
             for c in list { map[c.name, default: 0] += c.count }
             #expect(Codecs.encodeClasses(list) == Codecs.encodeClasses(map))
+            // The writer's form: appended after other bytes, which stay as they were.
+            var buffer: [UInt8] = [1, 2, 3]
+            Codecs.appendClasses(list, to: &buffer)
+            #expect(buffer == [1, 2, 3] + Codecs.encodeClasses(map))
         }
         // The rollups' tally, below and above the size where it starts indexing by name.
         for size in [3, 40] {

@@ -24,16 +24,31 @@ public enum TelemetryDecoder {
     public static func decode(
         _ bytes: UnsafeRawBufferPointer, receivedAtMs: Int64, topicDeviceID: String? = nil
     ) -> Result<TelemetryMessage, Rejection> {
+        var labels = LabelCache()
+        return decode(bytes, receivedAtMs: receivedAtMs, topicDeviceID: topicDeviceID, labels: &labels)
+    }
+
+    /// Decodes as above, sharing label strings with earlier messages through `labels` (one
+    /// cache per decoding thread, kept from message to message).
+    public static func decode(
+        _ bytes: UnsafeRawBufferPointer, receivedAtMs: Int64, topicDeviceID: String? = nil,
+        labels: inout LabelCache
+    ) -> Result<TelemetryMessage, Rejection> {
         guard bytes.count <= maxMessageBytes else {
             return .failure(Rejection(.oversize, detail: "\(bytes.count) bytes, the limit is \(maxMessageBytes)"))
         }
         guard bytes.count > 0 else { return .failure(Rejection(.invalidJSON, detail: "byte 0: empty input")) }
         let buffer = bytes.bindMemory(to: UInt8.self)
         var state = DecoderState(buffer, receivedAtMs: receivedAtMs, tracking: false)
+        // Swapped, not copied: the cache's array stays uniquely referenced, so adding to it
+        // never copies it.
+        swap(&labels, &state.labels)
         let message: TelemetryMessage?
         do {
             message = try state.parseDocument()
+            swap(&labels, &state.labels)
         } catch {
+            swap(&labels, &state.labels)
             return .failure(Rejection(.invalidJSON, detail: "byte \(error.offset): \(error.message)"))
         }
         if state.violation != nil || state.future != nil {
@@ -265,6 +280,8 @@ private struct DecoderState {
     var v2OnlyMember: Violation?
     var accelerator: String?
     var deviceCloseOffset = 0
+    /// Moved in from the caller for the first pass and back out after it.
+    var labels = LabelCache()
 
     /// Whether the JSON pointer path is kept. Off in the fast first pass (a valid message needs
     /// no pointers); on in the second pass that runs only to describe a violation.
@@ -368,6 +385,19 @@ private struct DecoderState {
             return nil
         }
         return cur.string(t)
+    }
+
+    /// A cohort label (`check` is its pattern), shared through `labels` with the messages
+    /// before that named the same one.
+    mutating func label(
+        _ check: (UnsafeBufferPointer<UInt8>) -> Bool = Pattern.label, _ patternText: String = Pattern.labelText
+    ) throws(JSONSyntaxError) -> String? {
+        guard let t = try stringToken() else { return nil }
+        guard cur.withBytes(t, check) else {
+            violate(at: t.offset, "does not match \(patternText)")
+            return nil
+        }
+        return cur.withBytes(t) { labels.string($0) }
     }
 
     /// A string of `lo...hi` code points.
@@ -538,7 +568,7 @@ private struct DecoderState {
                 continue
             }
             push(deviceKeys.names[field])
-            let value = try patterned(Pattern.label, Pattern.labelText)
+            let value = try label()
             if field == 3 {
                 if v2OnlyMember == nil {
                     v2OnlyMember = Violation(offset: key.offset, pointer: pointer(), detail: "member \"accelerator\" is not allowed in schema v1")
@@ -577,9 +607,9 @@ private struct DecoderState {
             }
             push(modelKeys.names[field])
             switch field {
-            case 0: name = try patterned(Pattern.label, Pattern.labelText)
-            case 1: version = try patterned(Pattern.label, Pattern.labelText)
-            default: sha = try patterned(Pattern.sha256, Pattern.sha256Text)
+            case 0: name = try label()
+            case 1: version = try label()
+            default: sha = try label(Pattern.sha256, Pattern.sha256Text)
             }
             pop()
         }
@@ -656,7 +686,7 @@ private struct DecoderState {
             case .message: if let v = try text(0, 512) { bag.message = v } else { valid = false }
             case .fromVersion:
                 if let v = try patterned({ $0.isEmpty || Pattern.label($0) }, "\"\" or " + Pattern.labelText) { bag.fromVersion = v } else { valid = false }
-            case .toVersion: if let v = try patterned(Pattern.label, Pattern.labelText) { bag.toVersion = v } else { valid = false }
+            case .toVersion: if let v = try label() { bag.toVersion = v } else { valid = false }
             case .result: if let v = try enumerated(resultValues, DeployResult.self) { bag.result = v } else { valid = false }
             }
             if valid { bag.valid |= field.bit }

@@ -57,7 +57,7 @@ public struct IngestConfig: Sendable {
 ///
 /// Threads: libmosquitto's network thread runs `mqttMessage` (route, rate limit, decode, push,
 /// which blocks when the queue is full); the thread that calls `run()` is the only writer.
-/// `@unchecked Sendable`: `limiter` is touched only on the network thread, `writer` and
+/// `@unchecked Sendable`: `limiter` and `labels` are touched only on the network thread, `writer` and
 /// `scheduler` only on the run thread; `stopping` is an atomic-enough flag read under the
 /// queue's lock semantics (it only ever goes from false to true).
 public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
@@ -71,6 +71,8 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
     var client: MQTTClient?
     var logger: Logger
     private var limiter: RateLimiter
+    /// Label strings shared from message to message (network thread only, like `limiter`).
+    private var labels = LabelCache()
     private var scheduler: ReplayScheduler
     /// Called on the writer thread after each committed batch.
     public var afterBatch: ((BatchOutcome) -> Void)?
@@ -150,7 +152,7 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         case .telemetry(let id):
             let item: IngestItem
             if limiter.allow(id, nowMs: now) {
-                item = IngestClassifier.classify(topic: topic, topicDeviceID: id, payload: payload, receivedMs: now)
+                item = IngestClassifier.classify(topic: topic, topicDeviceID: id, payload: payload, receivedMs: now, labels: &labels)
             } else {
                 item = .rejected(QuarantineEntry(
                     receivedMs: now, topic: topic, deviceID: id, reason: .rateLimited,

@@ -29,7 +29,15 @@ public enum IngestClassifier {
 
     /// Decodes a telemetry payload into what the store writes: the message, or a quarantine entry.
     public static func classify(topic: String, topicDeviceID: String, payload: UnsafeRawBufferPointer, receivedMs: Int64) -> IngestItem {
-        switch TelemetryDecoder.decode(payload, receivedAtMs: receivedMs, topicDeviceID: topicDeviceID) {
+        var labels = LabelCache()
+        return classify(topic: topic, topicDeviceID: topicDeviceID, payload: payload, receivedMs: receivedMs, labels: &labels)
+    }
+
+    /// As above, sharing label strings with earlier messages through `labels` (one per thread).
+    public static func classify(
+        topic: String, topicDeviceID: String, payload: UnsafeRawBufferPointer, receivedMs: Int64, labels: inout LabelCache
+    ) -> IngestItem {
+        switch TelemetryDecoder.decode(payload, receivedAtMs: receivedMs, topicDeviceID: topicDeviceID, labels: &labels) {
         case .success(let m):
             return .telemetry(m, receivedMs: receivedMs)
         case .failure(let r):

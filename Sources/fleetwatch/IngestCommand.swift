@@ -191,6 +191,7 @@ struct Ingest: ParsableCommand {
             eventClock = max(eventClock, o.maxSentAtMs)
             if let engine, eventClock > .min { queued += try engine.evaluate(nowMs: eventClock) }
         }
+        var labels = LabelCache()
         do {
             try LineReader(input).forEachLine { line in
                 guard !line.isEmpty else { return }
@@ -201,7 +202,7 @@ struct Ingest: ParsableCommand {
                 let received = nowMs()
                 switch IngestClassifier.route(topic) {
                 case .telemetry(let topicID):
-                    items.append(payload.withUnsafeBytes { IngestClassifier.classify(topic: topic, topicDeviceID: topicID, payload: $0, receivedMs: received) })
+                    items.append(payload.withUnsafeBytes { IngestClassifier.classify(topic: topic, topicDeviceID: topicID, payload: $0, receivedMs: received, labels: &labels) })
                     if items.count >= batch { try flush(behind: true) }
                 case .status(let id):
                     statusLines += 1

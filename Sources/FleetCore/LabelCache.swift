@@ -1,8 +1,9 @@
 import Foundation
 
 /// The label strings a decoding thread saw last (a device's sku, firmware, agent and
-/// accelerator; its model's name, version and sha256), so that the next message naming the
-/// same labels shares their storage instead of allocating and validating a new string for each.
+/// accelerator; its model's name, version and sha256; a deploy's target version), so that the
+/// next message naming the same labels shares their storage instead of allocating and
+/// validating a new string for each.
 ///
 /// A fleet names few distinct labels (its cohorts'), and every message repeats them. A label
 /// longer than 15 bytes is a heap allocation in Swift (shorter ones are stored inline and cost

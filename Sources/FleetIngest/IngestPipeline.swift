@@ -57,9 +57,9 @@ public struct IngestConfig: Sendable {
 ///
 /// Threads: libmosquitto's network thread runs `mqttMessage` (route, rate limit, decode, push,
 /// which blocks when the queue is full); the thread that calls `run()` is the only writer.
-/// `@unchecked Sendable`: `limiter` and `labels` are touched only on the network thread, `writer` and
-/// `scheduler` only on the run thread; `stopping` is an atomic-enough flag read under the
-/// queue's lock semantics (it only ever goes from false to true).
+/// `@unchecked Sendable`: `limiter` and `labels` are touched only on the network thread,
+/// `writer` and `scheduler` only on the run thread; `stopping` is an atomic-enough flag read
+/// under the queue's lock semantics (it only ever goes from false to true).
 public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
     public let config: IngestConfig
     public let metrics = IngestMetrics()

@@ -375,16 +375,24 @@ private struct DecoderState {
         return try cur.readString()
     }
 
-    /// A string whose bytes satisfy `check` (a whole-string pattern).
-    mutating func patterned(
+    /// A string token whose bytes satisfy `check` (a whole-string pattern), or nil after
+    /// recording a violation.
+    mutating func patternedToken(
         _ check: (UnsafeBufferPointer<UInt8>) -> Bool, _ patternText: String
-    ) throws(JSONSyntaxError) -> String? {
+    ) throws(JSONSyntaxError) -> StringToken? {
         guard let t = try stringToken() else { return nil }
         guard cur.withBytes(t, check) else {
             violate(at: t.offset, "does not match \(patternText)")
             return nil
         }
-        return cur.string(t)
+        return t
+    }
+
+    /// A string whose bytes satisfy `check`.
+    mutating func patterned(
+        _ check: (UnsafeBufferPointer<UInt8>) -> Bool, _ patternText: String
+    ) throws(JSONSyntaxError) -> String? {
+        try patternedToken(check, patternText).map { cur.string($0) }
     }
 
     /// A cohort label (`check` is its pattern), shared through `labels` with the messages
@@ -392,11 +400,7 @@ private struct DecoderState {
     mutating func label(
         _ check: (UnsafeBufferPointer<UInt8>) -> Bool = Pattern.label, _ patternText: String = Pattern.labelText
     ) throws(JSONSyntaxError) -> String? {
-        guard let t = try stringToken() else { return nil }
-        guard cur.withBytes(t, check) else {
-            violate(at: t.offset, "does not match \(patternText)")
-            return nil
-        }
+        guard let t = try patternedToken(check, patternText) else { return nil }
         return cur.withBytes(t) { labels.string($0) }
     }
 

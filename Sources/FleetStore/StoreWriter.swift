@@ -94,7 +94,10 @@ public final class StoreWriter {
         let liveHoldMs = min(options.liveHoldMs, StoreOptions.maxLiveHoldMs)
         var received = (min: Int64.max, max: Int64.min)
         if behind || liveHoldMs > 0 {
-            for case .telemetry(_, let r) in items { received = (min(received.min, r), max(received.max, r)) }
+            // By index: `for case ... in items` copies each item (every reference in its message).
+            for i in items.indices {
+                if case .telemetry(_, let r) = items[i] { received = (min(received.min, r), max(received.max, r)) }
+            }
         }
         // The span of receiver time held back if this batch is held too.
         let span = received.max == .min ? 0 : received.max - min(deferred.sinceReceivedMs ?? received.min, received.min)

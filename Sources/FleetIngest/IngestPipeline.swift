@@ -234,7 +234,7 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
                 // A batch cut by size means more input is waiting: the writer may hold per-device
                 // state back until ingest catches up (StoreWriter.write(_:behind:)).
                 behind = items.count >= config.batchSize
-                try write(items, behind: behind)
+                try write(consume items, behind: behind)
             } else if queue.isClosed {
                 break
             }
@@ -255,9 +255,10 @@ public final class IngestPipeline: MQTTClientDelegate, @unchecked Sendable {
         logger.info("stopped; queue drained and committed", metadata: ["stored_total": "\(metrics.snapshot.stored)"])
     }
 
-    private func write(_ items: [IngestItem], behind: Bool) throws {
+    /// `items` is handed on to the writer, which moves each message out of it (no copies).
+    private func write(_ items: consuming [IngestItem], behind: Bool) throws {
         let t = monotonicNs()
-        let o = try writer.write(items, behind: behind)
+        let o = try writer.write(consume items, behind: behind)
         metrics.batch(received: o.received, stored: o.stored, duplicates: o.duplicates, quarantined: o.quarantined, commitSeconds: Double(monotonicNs() - t) / 1e9)
         let now = wallClockMs()
         if config.shareGroup == nil {

@@ -50,6 +50,9 @@ public enum IngestItem: Sendable {
     case telemetry(TelemetryMessage, receivedMs: Int64)
     case rejected(QuarantineEntry)
     case status(deviceID: String, online: Bool, tsMs: Int64)
+
+    /// What `StoreWriter.write` leaves in a slot it moved an item out of (nothing allocated).
+    static let moved = IngestItem.status(deviceID: "", online: false, tsMs: 0)
 }
 
 /// Refused input, kept whole with its reason.

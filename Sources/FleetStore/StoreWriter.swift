@@ -87,16 +87,23 @@ public final class StoreWriter {
     /// `flushDeviceState()`, or once `options.deferMaxMessages` / `deferMaxMs` are reached.
     /// With `options.liveHoldMs`, batches that are not behind are held back too, until what is
     /// held spans that much receiver time (or `flushDeviceState(heldSince:)` on an idle tick).
-    public func write(_ items: [IngestItem], behind: Bool = false) throws -> BatchOutcome {
+    ///
+    /// `items` is consumed: each item is moved out of it as it is written, so no message is
+    /// copied. (A caller that keeps its array pays one copy of it here, on first move.)
+    public func write(_ items: consuming [IngestItem], behind: Bool = false) throws -> BatchOutcome {
+        var items = items
         if needsRecovery { try recoverJournal() }
         var batch = BatchState()
         // Receiver times bound how long state is held back: only read when it may be.
         let liveHoldMs = min(options.liveHoldMs, StoreOptions.maxLiveHoldMs)
         var received = (min: Int64.max, max: Int64.min)
         if behind || liveHoldMs > 0 {
-            // By index: `for case ... in items` copies each item (every reference in its message).
-            for i in items.indices {
-                if case .telemetry(_, let r) = items[i] { received = (min(received.min, r), max(received.max, r)) }
+            // Through the buffer, so that no item is copied to read one Int64 (`for case ... in
+            // items` copies each, every reference in its message).
+            items.withUnsafeBufferPointer { buffer in
+                for i in buffer.indices {
+                    if case .telemetry(_, let r) = buffer[i] { received = (min(received.min, r), max(received.max, r)) }
+                }
             }
         }
         // The span of receiver time held back if this batch is held too.
@@ -111,9 +118,13 @@ public final class StoreWriter {
         }
         do {
             try connection.transaction {
-                // By index: each item is read in place, where `for item in items` copies it.
+                // Each item is moved out of its slot and switched on as consumed: binding the
+                // payload of a borrowed item (`switch items[i]`, or `for item in items`) copies
+                // the message, retaining and later releasing every string and array in it.
                 for i in items.indices {
-                    switch items[i] {
+                    var item = IngestItem.moved
+                    swap(&item, &items[i])
+                    switch consume item {
                     case .telemetry(let m, let receivedMs):
                         batch.outcome.received += 1
                         try apply(m, receivedMs: receivedMs, &batch)

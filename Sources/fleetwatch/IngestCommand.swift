@@ -181,13 +181,16 @@ struct Ingest: ParsableCommand {
         // back until the last batch (StoreWriter.write(_:behind:)).
         func flush(behind: Bool = false) throws {
             guard !items.isEmpty else { return }
-            let o = try writer.write(items, behind: behind)
+            // Handed over whole, so the writer moves each message out rather than copy it.
+            var full: [IngestItem] = []
+            swap(&full, &items)
+            items.reserveCapacity(batch)
+            let o = try writer.write(consume full, behind: behind)
             total.received += o.received
             total.stored += o.stored
             total.duplicates += o.duplicates
             total.records += o.records
             for (k, v) in o.quarantined { total.quarantined[k, default: 0] += v }
-            items.removeAll(keepingCapacity: true)
             eventClock = max(eventClock, o.maxSentAtMs)
             if let engine, eventClock > .min { queued += try engine.evaluate(nowMs: eventClock) }
         }
